@@ -1,0 +1,1 @@
+"""CLI subcommands, auto-discovered by curate.cli (each module exposes ``command``)."""

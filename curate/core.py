@@ -1,0 +1,150 @@
+"""Core abstractions: the stage registry, stage context and stage output.
+
+A *stage* is a plain function ``(df, ctx, **params) -> StageOutput`` registered by name
+with :func:`stage`. Its keyword-only parameters (with defaults) are its YAML parameters;
+the registry reads them from the signature, so validation, ``curate stages`` and the docs
+all come from one place. No base classes.
+"""
+from __future__ import annotations
+
+import inspect
+import pkgutil
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+ID = "id"
+TEXT = "text"
+REJECT_REASON = "reject_reason"
+
+
+class CurateError(Exception):
+    """An error with a one-line message meant for the user (no traceback needed)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    annotation: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    fn: Callable[..., "StageOutput"]
+    params: tuple[Param, ...]
+    doc: str
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+    def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check ``params`` against the signature; return them with defaults filled in."""
+        params = dict(params or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            valid = ", ".join(known) or "(none)"
+            raise CurateError(
+                f"stage '{self.name}': unknown parameter(s) {', '.join(unknown)}; valid: {valid}"
+            )
+        missing = [p.name for p in self.params if p.required and p.name not in params]
+        if missing:
+            raise CurateError(f"stage '{self.name}': missing required parameter(s) {', '.join(missing)}")
+        return {p.name: params.get(p.name, p.default) for p in self.params}
+
+
+_STAGES: dict[str, StageSpec] = {}
+
+
+def stage(name: str) -> Callable[[Callable[..., "StageOutput"]], Callable[..., "StageOutput"]]:
+    """Register ``fn(df, ctx, *, param=default, ...)`` as the stage ``name``."""
+
+    def register(fn: Callable[..., "StageOutput"]) -> Callable[..., "StageOutput"]:
+        if name in _STAGES and _STAGES[name].fn is not fn:
+            raise RuntimeError(f"stage '{name}' registered twice")
+        _STAGES[name] = StageSpec(name, fn, tuple(_params_of(fn)), inspect.getdoc(fn) or "")
+        return fn
+
+    return register
+
+
+def _params_of(fn: Callable) -> list[Param]:
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        required = p.default is inspect.Parameter.empty
+        ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+        out.append(Param(p.name, None if required else p.default, str(ann), required))
+    return out
+
+
+def load_stage_modules() -> None:
+    """Import every module under ``curate.stages`` so their ``@stage`` decorators run."""
+    import curate.stages as pkg
+
+    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+
+
+def stages() -> dict[str, StageSpec]:
+    load_stage_modules()
+    return dict(sorted(_STAGES.items()))
+
+
+def get_stage(name: str) -> StageSpec:
+    registry = stages()
+    if name not in registry:
+        raise CurateError(f"unknown stage '{name}'; valid stages: {', '.join(registry)}")
+    return registry[name]
+
+
+@dataclass
+class StageContext:
+    """What a stage may use besides its input DataFrame.
+
+    ``stage_dir`` is the (temporary) directory the stage writes into; put side artifacts
+    under ``ctx.artifact("name")`` and they are listed in the manifest. ``base_dir`` is the
+    directory of the pipeline YAML: relative paths in params resolve against it.
+    """
+
+    spark: Any
+    stage_dir: Path
+    base_dir: Path = Path(".")
+    seed: int = 0
+    output_dir: Path | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def artifact(self, name: str) -> Path:
+        """A path inside the stage directory for a side artifact, recorded in the manifest."""
+        path = self.stage_dir / "artifacts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.artifacts[name] = str(Path("artifacts") / name)
+        return path
+
+
+@dataclass
+class StageOutput:
+    """What a stage returns.
+
+    - ``kept``: rows that go on to the next stage (all input columns carried through).
+    - ``rejected``: rows removed by this stage, with a ``reject_reason`` column (and any
+      extra columns such as ``duplicate_of``); written to ``<stage>/rejected/``.
+    - ``stats``: a dict, or a callable ``(kept, rejected) -> dict`` evaluated on the
+      *written* outputs (so it does not recompute the stage).
+    - ``order_by``: a column that defines the output order (default: ``id``).
+    """
+
+    kept: Any
+    rejected: Any = None
+    stats: dict[str, Any] | Callable[[Any, Any], dict[str, Any]] = field(default_factory=dict)
+    order_by: str = ID

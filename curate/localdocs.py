@@ -1,0 +1,86 @@
+"""Harvest a real corpus from the running Python installation (the quick start's default).
+
+Three kinds of documents, none written by us: each installed distribution's long
+description (its README on PyPI), its licence files (many near-identical: a natural
+near-duplicate set), and the module docstrings of the standard library (read with
+``ast``; nothing is imported).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sysconfig
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+LICENSE_PREFIXES = ("license", "licence", "copying", "notice")
+MIN_CHARS = 1
+
+
+def _project_url(dist) -> str | None:
+    for entry in dist.metadata.get_all("Project-URL") or []:
+        _, _, url = entry.partition(",")
+        if url.strip():
+            return url.strip()
+    return dist.metadata.get("Home-page") or None
+
+
+def distribution_documents() -> Iterator[dict]:
+    """Long descriptions and licence files of every installed distribution."""
+    seen = set()
+    for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+        name = (dist.metadata["Name"] or "").lower()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        url = _project_url(dist)
+        description = dist.metadata.get_payload() or dist.metadata.get("Description") or ""
+        if description.strip():
+            yield {"id": f"pypi/{name}/description", "text": description, "source": "package_description",
+                   "url": url, "package": name, "version": dist.version}
+        for file in sorted(dist.files or [], key=str):
+            if Path(str(file)).name.lower().startswith(LICENSE_PREFIXES):
+                try:
+                    text = file.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if text and text.strip():
+                    yield {"id": f"pypi/{name}/{file}", "text": text, "source": "license",
+                           "url": url, "package": name, "version": dist.version}
+
+
+def stdlib_documents() -> Iterator[dict]:
+    """Module docstrings of the standard library, parsed (never imported)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in ("site-packages", "test", "idlelib", "lib2to3") or "tests" in rel.parts:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        doc = ast.get_docstring(tree, clean=True)
+        if doc and doc.strip():
+            module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+            yield {"id": f"stdlib/{module}", "text": doc, "source": "stdlib_docstring",
+                   "url": f"https://docs.python.org/3/library/{module.split('.')[0]}.html", "package": "python",
+                   "version": sysconfig.get_python_version()}
+
+
+def local_documents() -> Iterator[dict]:
+    yield from distribution_documents()
+    yield from stdlib_documents()
+
+
+def write_local_docs(path: Path, limit: int | None = None) -> int:
+    """Write the harvested corpus as JSONL (sorted by id); return the number of documents."""
+    docs = sorted(local_documents(), key=lambda d: d["id"])[:limit]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for doc in docs:
+            fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return len(docs)
