@@ -11,8 +11,9 @@ import glob as globlib
 import hashlib
 import json
 import os
+import re
 import shutil
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ class ReadResult:
     quarantine: Any  # DataFrame: QUARANTINE_COLUMNS
     root: Path
     files: list[str]
+    cached: list = field(default_factory=list)  # persisted frames to release after writing
+
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
 
 
 # ---------------------------------------------------------------- listing
@@ -115,10 +121,10 @@ def read_documents(spark, spec: InputSpec) -> ReadResult:
     root, files = list_input_files(spec.path)
     fmt = detect_format(files, spec.format)
     reader = _read_parquet if fmt == "parquet" else _read_jsonl
-    docs, quarantine = reader(spark, root, files, spec)
+    docs, quarantine, cached = reader(spark, root, files, spec)
     docs, dup_quarantine = _quarantine_duplicate_ids(docs)
     quarantine = quarantine.unionByName(dup_quarantine)
-    return ReadResult(docs, quarantine, root, files)
+    return ReadResult(docs, quarantine, root, files, cached)
 
 
 _PARSED_SCHEMA = (
@@ -127,8 +133,13 @@ _PARSED_SCHEMA = (
 )
 
 
-def _parse_partitions(root: str, files: list[str], opts: ParseOptions, batch_bytes: int = 32 << 20):
-    """mapInArrow function: partition i parses file i into Arrow batches of Parsed rows."""
+def _parse_partitions(root: str, files: list[str], opts: ParseOptions, fingerprint: str,
+                      batch_bytes: int = 32 << 20):
+    """mapInArrow function: partition i parses file i into Arrow batches of Parsed rows.
+
+    ``fingerprint`` is unused by the function itself: it makes the plan of a changed input
+    differ from a cached one, so Spark never serves stale cached rows.
+    """
     import pyarrow as pa
 
     fields = ["file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
@@ -138,7 +149,7 @@ def _parse_partitions(root: str, files: list[str], opts: ParseOptions, batch_byt
         return pa.RecordBatch.from_pydict(
             cols, schema=pa.schema([(f, pa.int64() if f == "line" else pa.large_string()) for f in fields]))
 
-    def run(batches):
+    def run(batches, _fingerprint=fingerprint):
         for batch in batches:
             for index in batch.column(0).to_pylist():
                 rel = files[index]
@@ -162,7 +173,7 @@ def _read_jsonl(spark, root: Path, files: list[str], spec: InputSpec):
     opts = ParseOptions(spec.text_field, spec.id_field, spec.utf8)
     parsed = (
         spark.range(0, len(files), 1, numPartitions=len(files))
-        .mapInArrow(_parse_partitions(str(root), files, opts), _PARSED_SCHEMA)
+        .mapInArrow(_parse_partitions(str(root), files, opts, fingerprint_files(root, files)), _PARSED_SCHEMA)
         .persist(StorageLevel.DISK_ONLY)
     )
     good = parsed.filter(F.col("kind") == "doc")
@@ -175,7 +186,7 @@ def _read_jsonl(spark, root: Path, files: list[str], spec: InputSpec):
             ID, TEXT, "_x.*", "repairs", "_file", "_line")
     else:
         docs = docs.drop("extra")
-    return docs, quarantine
+    return docs, quarantine, [parsed]
 
 
 def _read_parquet(spark, root: Path, files: list[str], spec: InputSpec):
@@ -197,15 +208,15 @@ def _read_parquet(spark, root: Path, files: list[str], spec: InputSpec):
     quarantine_files = spark.createDataFrame(bad, "file string, line long, kind string, reason string, snippet string")
     if not readable:
         empty = spark.createDataFrame([], f"{ID} string, {TEXT} string, repairs string, _file string, _line long")
-        return empty, quarantine_files
+        return empty, quarantine_files, []
     raw = spark.read.parquet(*[str(root / r) for r in readable])
     if spec.text_field not in raw.columns:
         raise CurateError(f"parquet input has no '{spec.text_field}' column (columns: {', '.join(raw.columns)});"
                           " set input.text_field")
     if not isinstance(raw.schema[spec.text_field].dataType, StringType):
         raise CurateError(f"parquet column '{spec.text_field}' is {raw.schema[spec.text_field].dataType.simpleString()}, not string")
-    root_uri = root.resolve().as_uri()
-    rel_file = F.regexp_replace(F.col("_metadata.file_path"), "^" + _regex_escape(root_uri) + "/?", "")
+    prefix = "^(file:)?(//)?" + re.escape(str(root.resolve())) + "/?"
+    rel_file = F.regexp_replace(F.col("_metadata.file_path"), prefix, "")
     df = raw.select("*", rel_file.alias("_file"), (F.col("_metadata.row_index") + 1).alias("_line"))
     text = F.col(spec.text_field)
     reason = (F.when(text.isNull(), "null_text")
@@ -224,13 +235,7 @@ def _read_parquet(spark, root: Path, files: list[str], spec: InputSpec):
     docs = ok.select(
         doc_id.alias(ID), F.regexp_replace(text, "\u0000", "").alias(TEXT), *renamed,
         F.when(has_nul, F.lit("nul_removed")).alias("repairs"), "_file", "_line")
-    return docs, quarantine_files.unionByName(quarantine)
-
-
-def _regex_escape(s: str) -> str:
-    import re
-
-    return re.escape(s)
+    return docs, quarantine_files.unionByName(quarantine), []
 
 
 def _quarantine_duplicate_ids(docs):

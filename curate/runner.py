@@ -187,31 +187,33 @@ class _ReadStep:
 
         started, t0 = _now(), time.time()
         result = read_documents(spark, self.p.input)
-        out = target.parent
-        with atomic_stage_dir(target) as tmp:
-            docs = result.docs
-            repairs = {r["repair"]: r["count"] for r in docs.filter(F.col("repairs").isNotNull())
-                       .select(F.explode(F.split("repairs", ",")).alias("repair"))
-                       .groupBy("repair").count().orderBy("repair").collect()}
-            docs = docs.drop("repairs", "_file", "_line")
-            shards = _write_verified(docs, tmp / "data", order_by=ID, rows_per_shard=self.p.output.rows_per_shard)
-            quarantine = _write_quarantine(result.quarantine, out, self.p.output.rows_per_shard)
-            q_records = {k: v for k, v in quarantine["reasons"].items()}
-            rows_out = sum(s.rows for s in shards)
-            quarantined = quarantine["records"]
-            stats = {"files": len(result.files), "rows_in": rows_out + quarantined, "rows_out": rows_out,
-                     "quarantined": quarantined, "quarantine_reasons": q_records,
-                     "file_problems": quarantine["file_problems"], "repairs": repairs,
-                     "chars_out": _chars(read_stage_like(spark, tmp / "data", shards, docs.schema))}
-            write_manifest(tmp, {
-                "stage": "read", "index": 0, "params": self.p.input.__dict__, "config_hash": cfg,
-                "input_fingerprint": fp, "input_root": str(result.root), "input_files": result.files,
-                "outputs": {"data": _output_entry(shards, docs.schema, "parquet"),
-                            "quarantine": quarantine["entry"]},
-                "stats": stats, "artifacts": {},
-                "timings": {"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)},
-            })
-        result.quarantine.unpersist() if hasattr(result.quarantine, "unpersist") else None
+        try:
+            out = target.parent
+            with atomic_stage_dir(target) as tmp:
+                docs = result.docs
+                repairs = {r["repair"]: r["count"] for r in docs.filter(F.col("repairs").isNotNull())
+                           .select(F.explode(F.split("repairs", ",")).alias("repair"))
+                           .groupBy("repair").count().orderBy("repair").collect()}
+                docs = docs.drop("repairs", "_file", "_line")
+                shards = _write_verified(docs, tmp / "data", order_by=ID, rows_per_shard=self.p.output.rows_per_shard)
+                quarantine = _write_quarantine(result.quarantine, out, self.p.output.rows_per_shard)
+                q_records = {k: v for k, v in quarantine["reasons"].items()}
+                rows_out = sum(s.rows for s in shards)
+                quarantined = quarantine["records"]
+                stats = {"files": len(result.files), "rows_in": rows_out + quarantined, "rows_out": rows_out,
+                         "quarantined": quarantined, "quarantine_reasons": q_records,
+                         "file_problems": quarantine["file_problems"], "repairs": repairs,
+                         "chars_out": _chars(read_stage_like(spark, tmp / "data", shards, docs.schema))}
+                write_manifest(tmp, {
+                    "stage": "read", "index": 0, "params": self.p.input.__dict__, "config_hash": cfg,
+                    "input_fingerprint": fp, "input_root": str(result.root), "input_files": result.files,
+                    "outputs": {"data": _output_entry(shards, docs.schema, "parquet"),
+                                "quarantine": quarantine["entry"]},
+                    "stats": stats, "artifacts": {},
+                    "timings": {"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)},
+                })
+        finally:
+            result.release()
         return load_manifest(target)
 
 
