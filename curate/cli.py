@@ -1,7 +1,8 @@
 """The ``curate`` command line.
 
 Core commands live here; further subcommands are auto-discovered from
-``curate/commands/*.py`` (each module exposes a click command or group named ``command``).
+``curate/commands/*.py`` (each module exposes a click command or group named ``command``,
+or a list of them named ``commands``).
 Errors are one line with a non-zero exit code; ``--verbose`` shows tracebacks.
 """
 from __future__ import annotations
@@ -127,19 +128,31 @@ def collect_stats(output: Path) -> dict[str, dict]:
     return out
 
 
+STANDARD_STATS = {"rows_in", "rows_out", "rejected", "quarantined", "quarantine_reasons", "chars_out",
+                  "chars_rejected", "file_problems", "repairs", "files", "source_stage"}
+
+
 def format_stats_table(output: Path) -> str:
+    """The funnel table, then each stage's own scalar stats (e.g. ordering coherence)."""
+    all_stats = collect_stats(Path(output))
     rows = [("stage", "rows in", "rows out", "removed", "detail")]
-    for name, st in collect_stats(Path(output)).items():
+    for name, st in all_stats.items():
         removed = st.get("quarantined", 0) + sum(st.get("rejected", {}).values())
         detail = st.get("quarantine_reasons") or st.get("rejected") or {}
-        text = ", ".join(f"{k}={v:,}" for k, v in detail.items())
-        extra = [f"{k}={v}" for k, v in st.items() if k.endswith("_summary")]
         rows.append((name, f"{st.get('rows_in', 0):,}", f"{st.get('rows_out', 0):,}", f"{removed:,}",
-                     "; ".join([text] + extra) if extra else text))
+                     ", ".join(f"{k}={v:,}" for k, v in detail.items())))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(4))
              + ("  " + r[4] if r[4] else "") for r in rows]
+    for name, st in all_stats.items():
+        extra = {k: v for k, v in st.items() if k not in STANDARD_STATS and isinstance(v, (int, float, str))}
+        if extra:
+            lines.append(f"{name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
     return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _discover_commands() -> None:
@@ -147,9 +160,9 @@ def _discover_commands() -> None:
 
     for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{pkg.__name__}.{mod.name}")
-        command = getattr(module, "command", None)
-        if isinstance(command, click.Command) and command.name not in main.commands:
-            main.add_command(command)
+        for command in getattr(module, "commands", None) or [getattr(module, "command", None)]:
+            if isinstance(command, click.Command) and command.name not in main.commands:
+                main.add_command(command)
 
 
 _discover_commands()

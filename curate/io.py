@@ -278,16 +278,18 @@ def write_shards(df, out_dir: Path, *, order_by: str | list[str] = ID, rows_per_
 
     Rows go to shard ``hash(key) mod n`` when ordered by ``id`` (or by a list of key
     columns), or to ``order // rows_per_shard`` for a numeric order column; they are sorted
-    within the shard, and the shard count depends only on the row count, so the bytes do
-    not depend on the input partitioning.
+    within the shard, and the shard count depends only on the row count. Parquet shards are
+    written by pyarrow inside the tasks (Spark's own writer records column encodings in a
+    JVM-hash-dependent order), so the bytes depend on nothing but the rows.
     """
     from pyspark.sql import functions as F
 
+    if fmt not in ("parquet", "jsonl"):
+        raise CurateError(f"output format must be parquet or jsonl, got '{fmt}'")
     rows = df.count() if total_rows is None else total_rows
     out_dir = Path(out_dir)
-    staging = out_dir.parent / f".{out_dir.name}-spark"
+    out_dir.mkdir(parents=True, exist_ok=True)
     if rows == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
         return []
     n = max(1, -(-rows // rows_per_shard))
     keys = [order_by] if isinstance(order_by, str) else list(order_by)
@@ -297,28 +299,91 @@ def write_shards(df, out_dir: Path, *, order_by: str | list[str] = ID, rows_per_
         shard = F.floor(F.col(keys[0]) / F.lit(rows_per_shard)).cast("long")
         keys = keys + ([ID] if ID in df.columns else [])
     arranged = df.withColumn("_shard", shard).repartition(n, "_shard").sortWithinPartitions("_shard", *keys)
-    writer = arranged.write.mode("overwrite").partitionBy("_shard")
     if fmt == "parquet":
-        writer.option("compression", "zstd").parquet(str(staging))
-    elif fmt == "jsonl":
-        writer.option("compression", "none").option("ignoreNullFields", "false").json(str(staging))
-    else:
-        raise CurateError(f"output format must be parquet or jsonl, got '{fmt}'")
-    return _collect_shards(staging, out_dir, fmt)
+        described = arranged.mapInArrow(_parquet_shard_writer(str(out_dir)), _SHARD_INFO_SCHEMA)
+        found = sorted(tuple(r) for r in described.collect())  # one small row per shard
+        return [Shard(f"{out_dir.name}/{name}", rows_, bytes_, sha) for _, name, rows_, bytes_, sha in found]
+    staging = out_dir.parent / f".{out_dir.name}-spark"
+    (arranged.write.mode("overwrite").partitionBy("_shard").option("compression", "none")
+     .option("ignoreNullFields", "false").json(str(staging)))
+    return _collect_json_shards(staging, out_dir)
 
 
-def _collect_shards(staging: Path, out_dir: Path, fmt: str) -> list[Shard]:
-    """Move Spark's ``_shard=k/part-*`` files to ``part-0000k.<fmt>`` and describe them."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "parquet" if fmt == "parquet" else "jsonl"
+_SHARD_INFO_SCHEMA = "shard long, name string, rows long, bytes long, sha256 string"
+ROW_GROUP_ROWS = 10_000
+
+
+def _parquet_shard_writer(out_dir: str):
+    """mapInArrow function: stream rows sorted by ``_shard`` into one zstd Parquet file per shard.
+
+    Row groups hold exactly ``ROW_GROUP_ROWS`` rows (the last one fewer), whatever the
+    incoming batch sizes; files appear under their final name only once complete.
+    """
+
+    def run(batches):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        state = {"shard": None, "writer": None, "buffer": [], "buffered": 0, "rows": 0, "tmp": None}
+        infos = []
+
+        def flush(force: bool):
+            while state["buffered"] >= ROW_GROUP_ROWS or (force and state["buffered"]):
+                table = pa.Table.from_batches(state["buffer"])
+                head, rest = table.slice(0, ROW_GROUP_ROWS), table.slice(ROW_GROUP_ROWS)
+                state["writer"].write_table(head, row_group_size=ROW_GROUP_ROWS)
+                state["rows"] += head.num_rows
+                state["buffer"], state["buffered"] = rest.to_batches(), rest.num_rows
+
+        def finish():
+            if state["writer"] is None:
+                return
+            flush(True)
+            state["writer"].close()
+            name = f"part-{state['shard']:05d}.parquet"
+            final = os.path.join(out_dir, name)
+            os.replace(state["tmp"], final)
+            infos.append((state["shard"], name, state["rows"], os.path.getsize(final), sha256_file(Path(final))))
+            state.update(writer=None, rows=0)
+
+        for batch in batches:
+            shards = batch.column("_shard").to_numpy()
+            data = batch.drop_columns(["_shard"])
+            start = 0
+            while start < len(shards):
+                value = int(shards[start])
+                end = start + int((shards[start:] != value).argmax() or len(shards) - start)
+                if value != state["shard"] or state["writer"] is None:
+                    finish()
+                    state["shard"] = value
+                    state["tmp"] = os.path.join(out_dir, f".part-{value:05d}.parquet.{os.getpid()}.tmp")
+                    state["writer"] = pq.ParquetWriter(state["tmp"], data.schema, compression="zstd")
+                piece = data.slice(start, end - start)
+                state["buffer"].append(piece)
+                state["buffered"] += piece.num_rows
+                flush(False)
+                start = end
+        finish()
+        if infos:
+            cols = list(zip(*infos))
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(cols[0], pa.int64()), pa.array(cols[1]), pa.array(cols[2], pa.int64()),
+                 pa.array(cols[3], pa.int64()), pa.array(cols[4])],
+                names=["shard", "name", "rows", "bytes", "sha256"])
+
+    return run
+
+
+def _collect_json_shards(staging: Path, out_dir: Path) -> list[Shard]:
+    """Move Spark's ``_shard=k/part-*`` JSON files to ``part-0000k.jsonl`` and describe them."""
     shards = []
     for sub in sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1])):
         parts = sorted(p for p in sub.iterdir() if p.name.startswith("part-") and not p.name.endswith(".crc"))
         if len(parts) != 1:
             raise RuntimeError(f"expected one file per shard in {sub}, found {len(parts)}")
-        target = out_dir / f"part-{int(sub.name.split('=')[1]):05d}.{suffix}"
+        target = out_dir / f"part-{int(sub.name.split('=')[1]):05d}.jsonl"
         shutil.move(str(parts[0]), target)
-        shards.append(Shard(f"{out_dir.name}/{target.name}", _count_rows(target, fmt),
+        shards.append(Shard(f"{out_dir.name}/{target.name}", _count_rows(target, "jsonl"),
                             target.stat().st_size, sha256_file(target)))
     shutil.rmtree(staging)
     return shards
