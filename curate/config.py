@@ -124,7 +124,11 @@ def _dataclass_from(cls, values: dict, where: str):
 
 
 def _stage_call(index: int, entry: Any) -> StageCall:
-    """``- name: {params}``, ``- name: [list]`` (first parameter) or ``- name``."""
+    """``- name: {params}``, ``- name: [list]`` (first parameter) or ``- name``.
+
+    A stage with a single parameter may also be given that parameter's value directly
+    (``- score: [gopher_quality]``, ``- select: {gopher_quality: {min_words: 80}}``).
+    """
     if isinstance(entry, str):
         name, params = entry, {}
     elif isinstance(entry, dict) and len(entry) == 1:
@@ -140,7 +144,16 @@ def _stage_call(index: int, entry: Any) -> StageCall:
         params = {spec.params[0].name: params}
     elif not isinstance(params, dict):
         raise CurateError(f"stage '{name}': parameters must be a mapping, got {params!r}")
+    elif _is_bare_mapping_for(spec, params):
+        params = {spec.params[0].name: params}  # `- select: {gopher_quality: {...}}`
     return StageCall(index, str(name), spec.validate(params))
+
+
+def _is_bare_mapping_for(spec, params: dict) -> bool:
+    """A one-parameter stage given its mapping directly (keys are not parameter names)."""
+    only = spec.params[0] if len(spec.params) == 1 else None
+    takes_mapping = only is not None and ("dict" in only.annotation or "Mapping" in only.annotation)
+    return bool(params) and takes_mapping and only.name not in params
 
 
 def describe_stages() -> list[tuple[str, str, list[tuple[str, Any, bool]]]]:

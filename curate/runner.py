@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +26,7 @@ from curate.manifest import (atomic_stage_dir, clean_leftovers, config_hash, out
 READ_DIR = "00-read"
 FINAL_DIR = "final"
 QUARANTINE_DIR = "_quarantine"
+PROGRESS_SECONDS = 15.0
 
 
 @dataclass
@@ -98,7 +101,8 @@ def run_pipeline(pipeline: str | Path | Mapping[str, Any] | Pipeline, *, input: 
         else:
             log(f"[{i}/{len(steps) - 1}] {step.dirname}: running")
             t0 = time.time()
-            existing = step.run(spark, target, cfg, fp, upstream=out / steps[i - 1].dirname if i else None)
+            with _progress(spark, f"[{i}/{len(steps) - 1}] {step.dirname}", log):
+                existing = step.run(spark, target, cfg, fp, upstream=out / steps[i - 1].dirname if i else None)
             secs = time.time() - t0
             log(f"[{i}/{len(steps) - 1}] {step.dirname}: {_summary(existing['stats'])} in {secs:.1f}s")
             result.steps.append(StepResult(step.name, step.dirname, "ran", existing["stats"], secs))
@@ -106,6 +110,28 @@ def run_pipeline(pipeline: str | Path | Mapping[str, Any] | Pipeline, *, input: 
         if only_index is not None and i == only_index:
             break
     return result
+
+
+@contextmanager
+def _progress(spark, label: str, log: Callable[[str], None], every: float = PROGRESS_SECONDS):
+    """While a step runs, report finished/total tasks of active Spark stages every ``every`` s."""
+    done = threading.Event()
+    t0 = time.time()
+
+    def report():
+        tracker = spark.sparkContext.statusTracker()
+        while not done.wait(every):
+            infos = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+            tasks = [(i.numCompletedTasks, i.numTasks) for i in infos if i is not None]
+            finished, total = sum(t[0] for t in tasks), sum(t[1] for t in tasks)
+            log(f"{label}: {time.time() - t0:.0f}s elapsed, {finished}/{total} tasks of active Spark stages")
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def _step_index(steps: list, ref: str) -> int:
@@ -183,38 +209,38 @@ class _ReadStep:
         return fingerprint_files(root, files)
 
     def run(self, spark, target: Path, cfg: str, fp: str, upstream=None) -> dict:
-        from pyspark.sql import functions as F
-
         started, t0 = _now(), time.time()
         result = read_documents(spark, self.p.input)
         try:
-            out = target.parent
             with atomic_stage_dir(target) as tmp:
-                docs = result.docs
-                repairs = {r["repair"]: r["count"] for r in docs.filter(F.col("repairs").isNotNull())
-                           .select(F.explode(F.split("repairs", ",")).alias("repair"))
-                           .groupBy("repair").count().orderBy("repair").collect()}
-                docs = docs.drop("repairs", "_file", "_line")
-                shards = _write_verified(docs, tmp / "data", order_by=ID, rows_per_shard=self.p.output.rows_per_shard)
-                quarantine = _write_quarantine(result.quarantine, out, self.p.output.rows_per_shard)
-                q_records = {k: v for k, v in quarantine["reasons"].items()}
-                rows_out = sum(s.rows for s in shards)
-                quarantined = quarantine["records"]
-                stats = {"files": len(result.files), "rows_in": rows_out + quarantined, "rows_out": rows_out,
-                         "quarantined": quarantined, "quarantine_reasons": q_records,
-                         "file_problems": quarantine["file_problems"], "repairs": repairs,
-                         "chars_out": _chars(read_stage_like(spark, tmp / "data", shards, docs.schema))}
+                outputs, stats = self._materialize(spark, result, tmp, target.parent)
                 write_manifest(tmp, {
                     "stage": "read", "index": 0, "params": self.p.input.__dict__, "config_hash": cfg,
                     "input_fingerprint": fp, "input_root": str(result.root), "input_files": result.files,
-                    "outputs": {"data": _output_entry(shards, docs.schema, "parquet"),
-                                "quarantine": quarantine["entry"]},
-                    "stats": stats, "artifacts": {},
+                    "outputs": outputs, "stats": stats, "artifacts": {},
                     "timings": {"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)},
                 })
         finally:
             result.release()
         return load_manifest(target)
+
+    def _materialize(self, spark, result, tmp: Path, out: Path) -> tuple[dict, dict]:
+        """Write documents and quarantine; return the manifest outputs and the accounting."""
+        from pyspark.sql import functions as F
+
+        repairs = {r["repair"]: r["count"] for r in result.docs.filter(F.col("repairs").isNotNull())
+                   .select(F.explode(F.split("repairs", ",")).alias("repair"))
+                   .groupBy("repair").count().orderBy("repair").collect()}
+        docs = result.docs.drop("repairs", "_file", "_line")
+        shards = _write_verified(docs, tmp / "data", order_by=ID, rows_per_shard=self.p.output.rows_per_shard)
+        quarantine = _write_quarantine(result.quarantine, out, self.p.output.rows_per_shard)
+        rows_out = sum(s.rows for s in shards)
+        stats = {"files": len(result.files), "rows_in": rows_out + quarantine["records"], "rows_out": rows_out,
+                 "quarantined": quarantine["records"], "quarantine_reasons": quarantine["reasons"],
+                 "file_problems": quarantine["file_problems"], "repairs": repairs,
+                 "chars_out": _chars(read_stage_like(spark, tmp / "data", shards, docs.schema))}
+        outputs = {"data": _output_entry(shards, docs.schema, "parquet"), "quarantine": quarantine["entry"]}
+        return outputs, stats
 
 
 def read_stage_like(spark, data_dir: Path, shards, schema):

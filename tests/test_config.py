@@ -56,3 +56,10 @@ def test_stage_lookup_by_name_dirname_or_index(tmp_path):
     assert p.find("head").index == 2 and p.find("03-sample").name == "sample" and p.find("1").name == "exact_dedup"
     with pytest.raises(CurateError, match="no stage 'zzz'"):
         p.find("zzz")
+
+
+def test_single_mapping_parameter_can_be_given_directly(tmp_path):
+    p = load_pipeline(write(tmp_path, "input: a\noutput: b\nstages:\n  - score: [gopher_quality]\n"
+                                      "  - select: {gopher_quality: {min_words: 80}}\n"))
+    assert p.stages[0].params == {"filters": ["gopher_quality"]}
+    assert p.stages[1].params == {"filters": {"gopher_quality": {"min_words": 80}}}

@@ -108,3 +108,17 @@ def test_single_100mb_document_is_read_and_written(spark, tmp_path):
                            "stages": [{"head": {"n": 10}}]}, spark=spark, log=lambda m: None)
     assert result.stats["00-read"]["rows_out"] == 2
     assert result.stats["00-read"]["chars_out"] == len(text) + 2
+
+
+def test_jsonl_output_keeps_fields_and_is_sorted_by_id(spark, messy_dir, tmp_path):
+    result = run_pipeline({"name": "j", "input": str(messy_dir / "good.jsonl"),
+                           "output": {"path": str(tmp_path / "o"), "format": "jsonl", "rows_per_shard": 8},
+                           "stages": ["exact_dedup"]}, spark=spark, log=lambda m: None)
+    shards = sorted((result.final_dir / "data").glob("part-*.jsonl"))
+    assert len(shards) == 3  # 20 rows, 8 per shard
+    rows = [json.loads(line) for f in shards for line in f.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == [f"doc-{i:03d}" for i in range(20)]
+    for f in shards:
+        ids = [json.loads(line)["id"] for line in f.read_text().splitlines()]
+        assert ids == sorted(ids)
+    assert rows[0].keys() == {"id", "text", "meta", "source"} and isinstance(rows[0]["meta"], dict)
