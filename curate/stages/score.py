@@ -1,0 +1,318 @@
+"""``score`` and ``select``: run document filters in one pass, then apply their thresholds.
+
+Score, store, then select (the Dolma "attributes" idea, Soldaini et al. 2024): ``score``
+stores each filter's measurements in a struct column named after the filter, plus the
+filter's parameters in that column's metadata; ``select`` rebuilds each filter with
+threshold overrides and applies ``reject`` to the stored columns, so changing a threshold
+never recomputes a score.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from curate.core import REJECT_REASON, TEXT, CurateError, StageContext, StageOutput, stage
+
+META_KEY = "curate_filter"
+
+
+# ---------------------------------------------------------------------------- score
+
+
+@stage("score")
+def score(df, ctx: StageContext, *, filters: list = ()) -> StageOutput:
+    """Score documents with filters and modifiers in one pass (one struct column per filter)."""
+    import filters as registry
+
+    built = [_build_for_scoring(item, ctx) for item in (filters or ())]
+    if not built:
+        raise CurateError(f"score: list at least one filter; valid filters: {', '.join(registry.registry())}")
+    names = [f.name for f in built]
+    if len(set(names)) != len(names):
+        raise CurateError(f"score: filter listed twice in {names}")
+    if TEXT not in df.columns:
+        raise CurateError("score: the input has no 'text' column")
+
+    out_schema = _scored_schema(df.schema, built)
+    inputs = sorted({key for f in built for key in f.inputs} & set(df.columns))
+    scored = df.mapInArrow(_ScorePass(built, inputs, out_schema.fieldNames()), out_schema)
+    scored = _with_filter_metadata(scored, built)
+    modifiers = [f for f in built if f.modifies_text]
+    return StageOutput(kept=scored, stats=lambda kept, _rejected: _modifier_totals(kept, modifiers))
+
+
+def _build_for_scoring(item: Any, ctx: StageContext):
+    import filters as registry
+
+    name, params = registry.parse_spec(item)
+    cls = registry.get(name)
+    for key in cls.path_params:
+        if params.get(key) is not None:
+            params[key] = _resolve_paths(params[key], ctx)
+    return registry.build(name, params)
+
+
+def _resolve_paths(value: Any, ctx: StageContext) -> Any:
+    if isinstance(value, Mapping):
+        return {k: str(ctx.resolve(v)) for k, v in value.items()}
+    return str(ctx.resolve(value))
+
+
+def _struct_type(flt):
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    return StructType([StructField(k, StringType() if k in flt.string_keys else DoubleType())
+                       for k in flt.keys])
+
+
+def _scored_schema(schema, built):
+    """Input columns (same order), then one struct per filter, then promoted columns."""
+    from pyspark.sql.types import StructField, StructType
+
+    added = [StructField(f.name, _struct_type(f)) for f in built]
+    added += [StructField(column, _struct_type(f)[key].dataType)
+              for f in built for key, column in f.promote.items()]
+    added_names = {field.name for field in added}
+    kept = [field for field in schema.fields if field.name not in added_names]
+    return StructType(kept + added)
+
+
+def _with_filter_metadata(df, built):
+    """Record each filter's parameters on its column, so ``select`` can rebuild it."""
+    from pyspark.sql import functions as F
+
+    from filters import params_of
+
+    meta = {f.name: {META_KEY: {"name": f.name, "params": params_of(f)}} for f in built}
+    return df.select(*[F.col(c).alias(c, metadata=meta[c]) if c in meta else F.col(c)
+                       for c in df.columns])
+
+
+class _ScorePass:
+    """The per-partition function of ``mapInArrow``: set up filters once, score every row."""
+
+    def __init__(self, built, inputs: list[str], out_names: list[str]):
+        self.built, self.inputs, self.out_names = built, inputs, out_names
+
+    def __call__(self, batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        for flt in self.built:
+            flt.setup()
+        types = _arrow_types(self.built)
+        for batch in batches:
+            columns, produced = score_rows(self.built, batch.select(self.inputs).to_pylist())
+            arrays = []
+            for name in self.out_names:
+                if name in columns:
+                    arrays.append(pa.array(columns[name], type=batch.schema.field(name).type))
+                elif name in produced:
+                    arrays.append(pa.array(produced[name], type=types[name]))
+                else:
+                    arrays.append(batch.column(name))
+            yield pa.RecordBatch.from_arrays(arrays, names=self.out_names)
+
+
+def _arrow_types(built) -> dict[str, Any]:
+    """Arrow types of the columns ``score`` adds (explicit, so empty batches type-check)."""
+    import pyarrow as pa
+
+    def kind(flt, key):
+        return pa.string() if key in flt.string_keys else pa.float64()
+
+    types = {f.name: pa.struct([(k, kind(f, k)) for k in f.keys]) for f in built}
+    types.update({column: kind(f, key) for f in built for key, column in f.promote.items()})
+    return types
+
+
+def score_rows(built, docs: list[dict]) -> tuple[dict[str, list], dict[str, list]]:
+    """Score ``docs`` with every filter in order (modifiers rewrite ``text`` for those after).
+
+    Returns ``(rewritten input columns, new columns)``: ``text`` only if a modifier ran,
+    one list of dicts per filter name, one list per promoted column. Used by the Spark pass
+    and usable as the plain-Python reference.
+    """
+    modifies = any(f.modifies_text for f in built)
+    produced: dict[str, list] = {f.name: [] for f in built}
+    produced.update({column: [] for f in built for column in f.promote.values()})
+    texts: list = []
+    for doc in docs:
+        doc = dict(doc)
+        original = doc.get(TEXT)
+        doc[TEXT] = original or ""
+        for flt in built:
+            if flt.modifies_text:
+                doc[TEXT], scores = flt.apply(doc[TEXT])
+            else:
+                scores = flt.score(doc)
+            produced[flt.name].append(scores)
+            for key, column in flt.promote.items():
+                doc[column] = scores[key]
+                produced[column].append(scores[key])
+        texts.append(doc[TEXT] if original is not None else None)
+    return ({TEXT: texts} if modifies else {}), produced
+
+
+def _modifier_totals(kept, modifiers) -> dict[str, Any]:
+    """Sum of each modifier's counts over the kept rows (e.g. emails redacted)."""
+    if not modifiers:
+        return {}
+    from pyspark.sql import functions as F
+
+    aggs = [F.sum(F.col(f"{m.name}.{key}")).alias(f"{m.name}.{key}")
+            for m in modifiers for key in m.keys]
+    row = kept.agg(*aggs).first().asDict()
+    return {"modified": {k: int(v or 0) for k, v in row.items()}}
+
+
+# ---------------------------------------------------------------------------- select
+
+
+@stage("select")
+def select(df, ctx: StageContext, *, filters: dict | None = None) -> StageOutput:
+    """Apply the scored filters' thresholds in score order; the first failing rule is the reject_reason."""
+    active = selected_filters(df.schema, filters or {})
+    marked = df.mapInArrow(_SelectPass(active), _with_reason(df.schema))
+    kept = marked.filter(marked[REJECT_REASON].isNull()).drop(REJECT_REASON)
+    rejected = marked.filter(marked[REJECT_REASON].isNotNull())
+    return StageOutput(kept=kept, rejected=rejected, stats=funnel_stats)
+
+
+def scored_columns(schema) -> list[tuple[str, dict[str, Any]]]:
+    """``(filter name, score-time params)`` of every scored column, in score order."""
+    import filters as registry
+
+    found = []
+    for field in schema.fields:
+        meta = field.metadata.get(META_KEY)
+        if meta:
+            found.append((meta["name"], dict(meta["params"])))
+        elif field.name in registry.registry() and _looks_scored(field, registry.get(field.name)):
+            found.append((field.name, {}))
+    return found
+
+
+def _looks_scored(field, cls) -> bool:
+    names = getattr(field.dataType, "fieldNames", lambda: [])()
+    return list(names) == list(cls.keys)
+
+
+def selected_filters(schema, overrides: Mapping[str, Any]) -> list:
+    """Rebuild the scored filters with threshold ``overrides`` (``{name: false}`` skips one)."""
+    import filters as registry
+
+    scored = scored_columns(schema)
+    if not scored:
+        raise CurateError("select: no scored filter columns in the input; run the 'score' stage first")
+    names = [name for name, _ in scored]
+    unknown = [name for name in overrides if name not in names]
+    if unknown:
+        raise CurateError(f"select: {', '.join(unknown)} not scored; scored filters: {', '.join(names)}")
+    active = []
+    for name, params in scored:
+        override = overrides.get(name, {})
+        if override is False:
+            continue
+        override = dict(override or {})
+        cls = registry.get(name)
+        fixed = sorted(set(override) & set(cls.score_params))
+        if fixed:
+            raise CurateError(f"select: {name}.{', '.join(fixed)} changes the scores; "
+                              f"set it in the 'score' stage instead")
+        active.append(registry.build(name, {**params, **override}))
+    return active
+
+
+def _with_reason(schema):
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    fields = [f for f in schema.fields if f.name != REJECT_REASON]
+    return StructType(fields + [StructField(REJECT_REASON, StringType())])
+
+
+def first_reason(active, row: Mapping[str, Any]) -> str | None:
+    """``filter:reason`` of the first filter (in order) that rejects the row, else None."""
+    for flt in active:
+        reason = flt.reject(row[flt.name])
+        if reason is not None:
+            return f"{flt.name}:{reason}"
+    return None
+
+
+class _SelectPass:
+    def __init__(self, active):
+        self.active = active
+
+    def __call__(self, batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        names = [f.name for f in self.active]
+        for batch in batches:
+            rows = batch.select(names).to_pylist()
+            reasons = pa.array([first_reason(self.active, row) for row in rows], pa.string())
+            if REJECT_REASON in batch.schema.names:
+                batch = batch.drop_columns([REJECT_REASON])
+            yield pa.RecordBatch.from_arrays([*batch.columns, reasons],
+                                             names=[*batch.schema.names, REJECT_REASON])
+
+
+def funnel_stats(kept, rejected) -> dict[str, Any]:
+    """``{"funnel": ...}``: docs and characters kept and rejected per reason, overall and per ``source``."""
+    from pyspark.sql import functions as F
+
+    by_source = "source" in kept.columns
+    keys = ["source"] if by_source else []
+
+    def totals(df, extra):
+        rows = (df.groupBy(*keys, *extra)
+                  .agg(F.count(F.lit(1)).alias("docs"),
+                       F.coalesce(F.sum(F.length(TEXT)), F.lit(0)).alias("chars"))
+                  .collect())
+        return [r.asDict() for r in rows]
+
+    stats: dict[str, Any] = {"kept": {"docs": 0, "chars": 0}, "rejected": {}}
+    per_source: dict[str, Any] = {}
+    for row in totals(kept, []):
+        _add(stats["kept"], row)
+        if by_source:
+            _add(per_source.setdefault(str(row["source"]), _empty())["kept"], row)
+    for row in totals(rejected, [REJECT_REASON]) if rejected is not None else []:
+        _add(stats["rejected"].setdefault(row[REJECT_REASON], {"docs": 0, "chars": 0}), row)
+        if by_source:
+            bucket = per_source.setdefault(str(row["source"]), _empty())["rejected"]
+            _add(bucket.setdefault(row[REJECT_REASON], {"docs": 0, "chars": 0}), row)
+    stats["rejected"] = dict(sorted(stats["rejected"].items()))
+    if by_source:
+        stats["by_source"] = dict(sorted(per_source.items()))
+    return {"funnel": stats}
+
+
+def _empty() -> dict[str, Any]:
+    return {"kept": {"docs": 0, "chars": 0}, "rejected": {}}
+
+
+def _add(bucket: dict[str, int], row: Mapping[str, Any]) -> None:
+    bucket["docs"] += int(row["docs"])
+    bucket["chars"] += int(row["chars"])
+
+
+def format_funnel(funnel: Mapping[str, Any]) -> str:
+    """A plain-text funnel table (from ``stats["funnel"]``): docs and characters removed per reason."""
+    kept = funnel["kept"]
+    rejected = funnel["rejected"]
+    total_docs = kept["docs"] + sum(r["docs"] for r in rejected.values())
+    total_chars = kept["chars"] + sum(r["chars"] for r in rejected.values())
+
+    def pct(part: int, whole: int) -> str:
+        return f"{100 * part / whole:6.2f}%" if whole else "   n/a"
+
+    width = max([len("reason"), *map(len, rejected)]) + 2
+    lines = [f"{'reason':<{width}}{'docs':>10} {'docs %':>8}{'chars':>14} {'chars %':>8}",
+             f"{'input':<{width}}{total_docs:>10} {pct(total_docs, total_docs):>8}"
+             f"{total_chars:>14} {pct(total_chars, total_chars):>8}"]
+    for reason, row in sorted(rejected.items(), key=lambda kv: (-kv[1]["docs"], kv[0])):
+        lines.append(f"{reason:<{width}}{-row['docs']:>10} {pct(row['docs'], total_docs):>8}"
+                     f"{-row['chars']:>14} {pct(row['chars'], total_chars):>8}")
+    lines.append(f"{'kept':<{width}}{kept['docs']:>10} {pct(kept['docs'], total_docs):>8}"
+                 f"{kept['chars']:>14} {pct(kept['chars'], total_chars):>8}")
+    return "\n".join(lines)
+
