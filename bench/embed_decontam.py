@@ -1,0 +1,82 @@
+"""Benchmark: embedding throughput, FAISS search for the BETR sample, decontamination docs/s per core.
+
+    .venv/bin/python bench/embed_decontam.py [--docs 300] [--sample 10000] [--device cpu]
+
+Reads ../shared/data (never copied). Single process, so "per core" numbers are per process.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def read_jsonl(path: Path, limit: int) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            rows.append(json.loads(line))
+            if len(rows) >= limit:
+                break
+    return rows
+
+
+def timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def main() -> None:
+    from curate.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
+    from curate.decontam import build_index, scan
+    from curate.embed import embed_texts, load_embedder
+    from curate.stages.betr import rank_scores
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=300)
+    parser.add_argument("--sample", type=int, default=10_000)
+    parser.add_argument("--examples", type=int, default=1_000)
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args()
+    docs = [r["text"] for r in read_jsonl(DATA / "corpora" / "reuters21578.jsonl.gz", args.docs)]
+    chars = sum(map(len, docs))
+    results = {"docs": len(docs), "avg_chars": round(chars / len(docs))}
+
+    _, load_s = timed(lambda: load_embedder(device=args.device))
+    embed_texts(docs[:8], device=args.device)  # warm-up
+    for mode in ("first", "mean"):
+        _, secs = timed(lambda: embed_texts(docs, device=args.device, long_docs=mode))
+        results[f"embed_{mode}_docs_per_s"] = round(len(docs) / secs, 1)
+    results["model_load_s"] = round(load_s, 2)
+
+    rng = np.random.default_rng(0)
+    sample = rng.standard_normal((args.sample, 384)).astype(np.float32)
+    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    examples = sample[rng.choice(args.sample, args.examples, replace=False)] + 0.1
+    _, secs = timed(lambda: rank_scores(sample, examples))
+    results[f"betr_scores_{args.examples}x{args.sample}_s"] = round(secs, 2)
+
+    targets = [str(DATA / "benchmarks" / "mmlu_test.jsonl"),
+               {"path": str(DATA / "benchmarks" / "arc_easy.jsonl"), "split": "test"},
+               {"path": str(DATA / "benchmarks" / "arc_challenge.jsonl"), "split": "test"}]
+    examples_text = load_benchmarks(parse_specs(targets), TEST_SPLITS)
+    (index, _), secs = timed(lambda: build_index((e.benchmark, e.text) for e in examples_text))
+    results["decontam_index"] = {"examples": len(examples_text), "ngrams": int(len(index.hashes)),
+                                 "build_s": round(secs, 2)}
+    news = [r["text"] for r in read_jsonl(DATA / "corpora" / "reuters21578.jsonl.gz", 5000)]
+    _, secs = timed(lambda: [scan(t, index) for t in news])
+    results["decontam_docs_per_s_per_core"] = round(len(news) / secs)
+    results["decontam_mb_per_s_per_core"] = round(sum(map(len, news)) / secs / 1e6, 2)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""N-gram overlap between documents and benchmark test sets (pure Python + numpy, no Spark).
+
+GPT-3 style (Brown et al. 2020, appendix C): words are normalised (Unicode NFKC, case-folded,
+punctuation dropped, apostrophes joined), every 13-gram of a benchmark example goes into an
+index, and a document is contaminated by a benchmark when it shares n-grams with it. An example
+shorter than ``n`` words but at least ``min_words`` long is indexed as one whole-example gram
+(GPT-3 flags "overlap with the whole example when it is shorter than 13-grams").
+
+n-grams are 64-bit hashes: each word hashed once (SipHash), n-grams combined by a polynomial
+over the word hashes, vectorised with numpy.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+WORD = re.compile(r"\w+(?:['’]\w+)*")
+_APOSTROPHES = str.maketrans("", "", "'’")
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def words(text: str) -> list[str]:
+    """Normalised words of ``text`` (in order)."""
+    found = WORD.findall(text or "")
+    return normalize_words("\0".join(found)).split("\0") if found else []
+
+
+def word_spans(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end character offsets of the words of ``text`` (same order as :func:`words`)."""
+    spans = np.array([m.span() for m in WORD.finditer(text or "")], dtype=np.int64).reshape(-1, 2)
+    return spans[:, 0], spans[:, 1]
+
+
+def normalize_words(joined: str) -> str:
+    """NFKC, case-folded, apostrophes dropped (word separators are kept as they are)."""
+    return unicodedata.normalize("NFKC", joined).casefold().translate(_APOSTROPHES)
+
+
+def word_hashes(tokens: Sequence[str]) -> np.ndarray:
+    """64-bit hash of each word (pandas' keyed SipHash: vectorised, the same in every process)."""
+    import pandas as pd
+
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    return pd.util.hash_array(np.array(tokens, dtype=object), categorize=False).astype(np.uint64)
+
+
+def ngram_hashes(hashes: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every run of ``n`` consecutive words (``len - n + 1`` values, or none)."""
+    count = len(hashes) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    acc = hashes[:count].copy()
+    for offset in range(1, n):
+        acc = acc * _MULTIPLIER + hashes[offset:offset + count]
+    return _mix(acc ^ np.uint64(n))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads the polynomial's bits."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@dataclass(frozen=True)
+class NgramIndex:
+    """Sorted unique n-gram hashes; ``owners[i]`` indexes ``groups`` (the benchmarks holding it)."""
+
+    n: int
+    lengths: tuple[int, ...]       # gram lengths to scan documents for (n and short-example lengths)
+    names: tuple[str, ...]         # benchmark names
+    hashes: np.ndarray             # uint64, sorted, unique
+    owners: np.ndarray             # int32 per hash
+    groups: tuple[tuple[int, ...], ...]
+
+    def lookup(self, grams: np.ndarray) -> np.ndarray:
+        """Group id of each gram, or -1 when it is not in the index."""
+        if len(self.hashes) == 0 or len(grams) == 0:
+            return np.full(len(grams), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.hashes, grams), len(self.hashes) - 1)
+        return np.where(self.hashes[pos] == grams, self.owners[pos].astype(np.int64), -1)
+
+    def restricted(self, hashes: np.ndarray, owners: np.ndarray) -> "NgramIndex":
+        """The same benchmarks and lengths with only the given (hash, group) entries."""
+        order = np.argsort(hashes, kind="stable")
+        return NgramIndex(self.n, self.lengths, self.names, np.asarray(hashes, np.uint64)[order],
+                          np.asarray(owners, np.int32)[order], self.groups)
+
+    def ngrams_per_benchmark(self) -> dict[str, int]:
+        counts = np.bincount(self.owners, minlength=len(self.groups)) if len(self.owners) else []
+        totals = dict.fromkeys(self.names, 0)
+        for group, count in zip(self.groups, counts):
+            for b in group:
+                totals[self.names[b]] += int(count)
+        return totals
+
+
+def example_grams(hashes: np.ndarray, n: int, min_words: int) -> tuple[np.ndarray, int]:
+    """(gram hashes, gram length) of one benchmark example's word hashes; none when too short."""
+    if len(hashes) >= n:
+        return ngram_hashes(hashes, n), n
+    if len(hashes) >= min_words:
+        return ngram_hashes(hashes, len(hashes)), len(hashes)
+    return np.zeros(0, dtype=np.uint64), 0
+
+
+def build_index(examples: Iterable[tuple[str, str]], n: int = 13, min_words: int = 8) -> tuple[NgramIndex, dict]:
+    """Index ``(benchmark, text)`` pairs; also returns per-benchmark counts of short examples skipped."""
+    if n < 1 or min_words < 1:
+        raise ValueError("n and min_words must be >= 1")
+    names: dict[str, int] = {}
+    owners_of_example, tokens = [], []
+    for benchmark, text in examples:
+        owners_of_example.append(names.setdefault(benchmark, len(names)))
+        tokens.append(words(text))
+    all_hashes = word_hashes([t for example in tokens for t in example])
+    bounds = np.cumsum([0] + [len(t) for t in tokens])
+    skipped = dict.fromkeys(names, 0)
+    lengths, gram_parts, owner_parts = {n}, [], []
+    for b, lo, hi in zip(owners_of_example, bounds[:-1], bounds[1:]):
+        grams, length = example_grams(all_hashes[lo:hi], n, min_words)
+        if length == 0:
+            skipped[next(k for k, v in names.items() if v == b)] += 1
+            continue
+        lengths.add(length)
+        gram_parts.append(grams)
+        owner_parts.append(np.full(len(grams), b, dtype=np.int32))
+    empty = (np.zeros(0, np.uint64), np.zeros(0, np.int32))
+    hashes, owners, groups = _group_owners(*(
+        (np.concatenate(gram_parts), np.concatenate(owner_parts)) if gram_parts else empty), len(names))
+    index = NgramIndex(n, tuple(sorted(lengths)), tuple(sorted(names, key=names.get)), hashes, owners, groups)
+    return index, skipped
+
+
+def _group_owners(hashes: np.ndarray, owners: np.ndarray, n_names: int):
+    """Unique sorted hashes, each with the id of the set of benchmarks that hold it."""
+    order = np.lexsort((owners, hashes))
+    hashes, owners = hashes[order], owners[order]
+    distinct = np.r_[True, (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])] if len(hashes) else []
+    hashes, owners = hashes[distinct], owners[distinct]
+    starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(hashes)])
+    group_of = {(b,): b for b in range(n_names)}  # one-benchmark sets first: group id = benchmark id
+    unique_owners = owners[starts].astype(np.int32)
+    for i in np.flatnonzero(sizes > 1).tolist():  # n-grams shared by several benchmarks (rare)
+        members = tuple(owners[starts[i]:starts[i] + sizes[i]].tolist())
+        unique_owners[i] = group_of.setdefault(members, len(group_of))
+    groups = tuple(sorted(group_of, key=group_of.get))
+    return hashes[starts], unique_owners, groups
+
+
+def document_grams(text: str, lengths: Sequence[int]) -> list[tuple[int, np.ndarray]]:
+    """For each gram length, the hash of every gram of the document (in word order)."""
+    hashes = word_hashes(words(text))
+    return [(length, ngram_hashes(hashes, length)) for length in lengths]
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """What one document shares with the index."""
+
+    ngrams: dict[str, int]          # benchmark -> distinct matching n-grams
+    spans: list[tuple[int, int]]    # merged character spans of the matching n-grams
+
+
+def scan(text: str, index: NgramIndex) -> Overlap:
+    """Count distinct matching n-grams per benchmark and locate them in ``text``."""
+    matched: dict[int, set[int]] = {}
+    word_ranges = []
+    for length, grams in document_grams(text, index.lengths):
+        owners = index.lookup(grams)
+        for pos in np.flatnonzero(owners >= 0).tolist():
+            word_ranges.append((pos, pos + length - 1))
+            for b in index.groups[owners[pos]]:
+                matched.setdefault(b, set()).add(int(grams[pos]))
+    if not word_ranges:
+        return Overlap({}, [])
+    starts, ends = word_spans(text)  # only documents with a match pay for offsets
+    counts = {index.names[b]: len(hashes) for b, hashes in sorted(matched.items())}
+    return Overlap(counts, merge_spans((int(starts[a]), int(ends[b])) for a, b in word_ranges))
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e) for s, e in merged]
+
+
+def cut_spans(text: str, spans: Sequence[tuple[int, int]], min_piece_chars: int) -> str:
+    """Remove ``spans`` from ``text``; keep the pieces longer than ``min_piece_chars`` (stripped),
+    joined by a blank line. Empty when no piece is long enough."""
+    pieces, cursor = [], 0
+    for start, end in spans:
+        pieces.append(text[cursor:start])
+        cursor = end
+    pieces.append(text[cursor:])
+    return "\n\n".join(p.strip() for p in pieces if len(p.strip()) > min_piece_chars)
