@@ -1,0 +1,416 @@
+"""The pretraining loop: AdamW + warm-up/cosine, clipping, accumulation, DDP, checkpoints.
+
+One code path for 1 or N processes: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group
+is gloo on CPU and NCCL on GPU and each rank reads a disjoint slice of every step's contexts
+(:class:`curate.train.data.Layout`). On CUDA: bf16 autocast, fused AdamW, ``torch.compile``
+and Flash attention through ``scaled_dot_product_attention``.
+
+Checkpoints (``<out>/checkpoints/step-NNNNNNNN/``) are written to a temporary directory and
+renamed: ``model.safetensors``, ``optim.pt`` (tensors and plain containers only, loaded with
+``torch.load(weights_only=True)``), ``rng-rank<R>.pt`` and ``meta.json`` (step = data
+position, world size, batch layout, the token-shard fingerprint). Resuming continues with
+exactly the next batch and refuses when the shards or the batch layout changed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+from curate.core import CurateError
+from curate.train.config import ModelConfig, TrainConfig, validate
+
+# bf16 dense peak FLOP/s per GPU, matched against torch.cuda.get_device_name()
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12,
+              "A10G": 125e12, "L4": 121e12, "RTX 4090": 165e12, "V100": 125e12}
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up to ``lr`` then cosine decay to ``min_lr`` at ``max_steps`` (Loshchilov & Hutter 2017)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.max_steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def detect_peak_flops(device: str) -> float | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str) -> tuple[Dist, str]:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1; pick the device."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
+    if device_pref == "cuda" and not torch.cuda.is_available():
+        raise CurateError("device: cuda requested but torch sees no GPU; use device: cpu")
+    device = f"cuda:{local}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(device)
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        owns = True
+    return Dist(rank, world, local, owns), device
+
+
+def barrier(d: Dist) -> None:
+    import torch.distributed as dist
+
+    if d.world > 1:
+        dist.barrier()
+
+
+def mean_across(d: Dist, value):
+    import torch.distributed as dist
+
+    if d.world > 1:
+        dist.all_reduce(value, op=dist.ReduceOp.AVG if value.is_cuda else dist.ReduceOp.SUM)
+        if not value.is_cuda:
+            value /= d.world
+    return value
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_root(cfg: TrainConfig) -> Path:
+    return Path(cfg.out) / "checkpoints"
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint named by ``latest``; temporary (half-written) directories are never used."""
+    pointer = root / "latest"
+    if not pointer.is_file():
+        return None
+    path = root / pointer.read_text(encoding="utf-8").strip()
+    return path if (path / "meta.json").is_file() else None
+
+
+def _rng_state(device: str) -> dict:
+    import torch
+
+    state = {"torch": torch.get_rng_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def save_checkpoint(root: Path, step: int, model, opt, meta: dict, d: Dist, device: str, keep: int) -> Path:
+    """Write ``step-NNNNNNNN`` atomically (temp dir, rename, then the ``latest`` pointer)."""
+    import torch
+    from safetensors.torch import save_model
+
+    name = f"step-{step:08d}"
+    final, tmp = root / name, root / f".tmp-{name}"
+    if d.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(d)
+    torch.save(_rng_state(device), tmp / f"rng-rank{d.rank}.pt")
+    barrier(d)
+    if d.main:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optim.pt")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        pointer_tmp = root / f".latest-{os.getpid()}"
+        pointer_tmp.write_text(name + "\n", encoding="utf-8")
+        os.replace(pointer_tmp, root / "latest")
+        for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(d)
+    return final
+
+
+def check_resumable(meta: dict, expected: dict, path: Path) -> None:
+    """Refuse a checkpoint whose data or batch layout differs: resuming would repeat or skip data."""
+    checks = [("shards_fingerprint", "the token shards changed"),
+              ("world", "the world size changed"),
+              ("global_batch", "the global batch size changed"),
+              ("model", "the model configuration changed")]
+    for key, why in checks:
+        if meta.get(key) != expected[key]:
+            raise CurateError(f"cannot resume from {path}: {why} ({meta.get(key)} -> {expected[key]}), "
+                              "which would repeat or skip data; train into a new `out` or pass --no-resume")
+
+
+def load_checkpoint(path: Path, model, opt, d: Dist, device: str) -> int:
+    """Restore model, optimizer and this rank's RNG; return the step to continue from."""
+    import torch
+    from safetensors.torch import load_model
+
+    load_model(model, str(path / "model.safetensors"), device=str(device))
+    opt.load_state_dict(torch.load(path / "optim.pt", map_location=device, weights_only=True))
+    rng = torch.load(path / f"rng-rank{d.rank}.pt", weights_only=True)
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and device.startswith("cuda"):
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    return int(json.loads((path / "meta.json").read_text(encoding="utf-8"))["step"])
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class Logger:
+    """JSONL always (rank 0), TensorBoard when installed, a tqdm bar when asked."""
+
+    def __init__(self, cfg: TrainConfig, d: Dist, start: int):
+        self.enabled = d.main
+        self.path = Path(cfg.out) / "log.jsonl"
+        self.tb = self.bar = None
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if cfg.log.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(cfg.out) / "tensorboard"))
+            except ImportError:
+                self.tb = None
+        if cfg.log.progress:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=cfg.optim.max_steps, initial=start, unit="step", dynamic_ncols=True)
+            except ImportError:
+                self.bar = None
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "event"):
+                    self.tb.add_scalar(f"{record['event']}/{k}", v, record["step"])
+        if self.bar is not None and record["event"] == "train":
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    losses: dict[int, float]  # step -> this rank's mean micro-batch loss
+    step: int  # steps completed
+    evals: list[dict]
+    contexts: list[list[int]]  # context indices this rank trained on, per step (when recorded)
+    n_params: int
+
+
+def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
+    v = cfg.model.vocab_size or ((vocab_size + 63) // 64) * 64
+    if v < vocab_size:
+        raise CurateError(f"model.vocab_size {v} is smaller than the tokenizer's {vocab_size}")
+    return ModelConfig(**{**asdict(cfg.model), "vocab_size": v})
+
+
+def build_streams(cfg: TrainConfig, context: int):
+    """The training stream and the held-out stream (separate shards, or the last contexts)."""
+    from curate.tokenshards import TokenShards
+    from curate.train.data import ContextStream
+
+    shards = TokenShards(cfg.data.shards)
+    held = cfg.data.heldout_contexts
+    if cfg.data.heldout_shards:
+        hs = TokenShards(cfg.data.heldout_shards)
+        if hs.manifest["tokenizer"]["sha256"] != shards.manifest["tokenizer"]["sha256"]:
+            raise CurateError("data.heldout_shards was tokenized with a different tokenizer than data.shards")
+        return shards, ContextStream(shards, context, seed=cfg.seed), ContextStream(hs, context)
+    total = (len(shards) - 1) // context
+    if held >= total:
+        raise CurateError(f"data.heldout_contexts ({held}) leaves no training contexts (stream has {total})")
+    train = ContextStream(shards, context, count=total - held, seed=cfg.seed)
+    heldout = ContextStream(shards, context, first=total - held, count=held) if held else None
+    return shards, train, heldout
+
+
+def train(cfg: TrainConfig, *, resume: bool = True, stop_after: int | None = None,
+          record_contexts: bool = False) -> TrainResult:
+    """Run (or resume) training; ``stop_after`` ends the process after that step as a kill would."""
+    validate(cfg)
+    d, device = setup_distributed(cfg.device)
+    try:
+        return _train(cfg, d, device, resume, stop_after, record_contexts)
+    finally:
+        if d.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int | None,
+           record_contexts: bool) -> TrainResult:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from curate.train.data import BatchLoader, Layout
+    from curate.train.evaluate import autocast_for
+    from curate.train.model import GPT, flops_per_token, param_groups
+
+    cuda = device.startswith("cuda")
+    if cfg.cpu_threads and not cuda:
+        torch.set_num_threads(cfg.cpu_threads)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    shards, stream, heldout = build_streams(cfg, cfg.model.context)
+    mcfg = model_config(cfg, shards.vocab_size)
+    layout = Layout(d.world, cfg.batch.micro_batch, cfg.batch.grad_accum)
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = GPT(mcfg).to(device)
+    o = cfg.optim
+    opt = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2),
+                            fused=True if cuda else None)
+    expected = {"shards_fingerprint": shards.fingerprint, "world": d.world,
+                "global_batch": layout.global_batch, "model": asdict(mcfg)}
+    root = checkpoint_root(cfg)
+    start = 0
+    ckpt = latest_checkpoint(root) if resume else None
+    if ckpt is not None:
+        check_resumable(json.loads((ckpt / "meta.json").read_text(encoding="utf-8")), expected, ckpt)
+        start = load_checkpoint(ckpt, model, opt, d, device)
+    if ckpt is None:
+        torch.manual_seed(cfg.seed + 1 + d.rank)  # per-rank stream for dropout
+
+    net = model
+    if cfg.compile in ("true", True) or (cfg.compile == "auto" and cuda):
+        net = torch.compile(net)
+    if d.world > 1:
+        net = DDP(net, device_ids=[d.local_rank] if cuda else None)
+
+    loader = BatchLoader(stream, layout, d.rank, start, device=device, prefetch=cfg.data.prefetch)
+    logger = Logger(cfg, d, start)
+    n_params = model.num_params()
+    fpt = flops_per_token(mcfg, n_params)
+    peak = cfg.log.peak_flops or detect_peak_flops(device)
+    tokens_per_step = layout.global_batch * mcfg.context
+    result = TrainResult({}, start, [], [], n_params)
+    pending: list = []
+    t_last, wait_last, step_last = time.perf_counter(), 0.0, start
+    autocast = autocast_for(device)
+
+    def meta(step: int) -> dict:
+        return {**expected, "step": step, "samples_seen": step * layout.global_batch,
+                "micro_batch": layout.micro_batch, "grad_accum": layout.grad_accum,
+                "config": cfg.to_dict(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    try:
+        for step in range(start, o.max_steps):
+            lr = lr_at(step, o)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            step_loss = torch.zeros((), device=device)
+            for micro in range(layout.grad_accum):
+                if record_contexts:
+                    samples = layout.samples(step, micro, d.rank)
+                    result.contexts.append([stream.context_index(s) for s in samples])
+                x, y = next(loader)
+                sync = nullcontext() if d.world == 1 or micro == layout.grad_accum - 1 else net.no_sync()
+                with sync:
+                    with autocast:
+                        loss = net(x, y) / layout.grad_accum
+                    loss.backward()
+                step_loss += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip) if o.grad_clip > 0 else None
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            pending.append((step, step_loss, grad_norm))
+            done = step + 1
+            logger.advance()
+
+            if done % max(cfg.log.every, 1) == 0 or done == o.max_steps or done == stop_after:
+                now = time.perf_counter()
+                elapsed = now - t_last
+                for s, l, _ in pending:
+                    result.losses[s] = float(l)
+                mean_loss = float(mean_across(d, torch.stack([l for _, l, _ in pending]).mean()))
+                tps = tokens_per_step * (done - step_last) / max(elapsed, 1e-9)
+                logger.log({"event": "train", "step": done, "loss": mean_loss, "lr": lr,
+                            "grad_norm": float(pending[-1][2]) if pending[-1][2] is not None else None,
+                            "tokens_per_s": tps, "mfu": tps * fpt / (peak * d.world) if peak else None,
+                            "data_wait": (loader.wait_seconds - wait_last) / max(elapsed, 1e-9),
+                            "elapsed_s": elapsed})
+                pending, t_last, wait_last, step_last = [], time.perf_counter(), loader.wait_seconds, done
+            if (cfg.eval.every and done % cfg.eval.every == 0) or done == o.max_steps:
+                record = evaluate_model(cfg, model, shards, heldout, mcfg, d, device, done)
+                result.evals.append(record)
+                logger.log(record)
+            if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == o.max_steps:
+                save_checkpoint(root, done, model, opt, meta(done), d, device, cfg.checkpoint.keep)
+            result.step = done
+            if stop_after is not None and done >= stop_after:
+                break
+    finally:
+        loader.close()
+        logger.close()
+    return result
+
+
+def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, d: Dist, device: str,
+                   step: int) -> dict:
+    """Held-out loss and benchmark accuracy on rank 0 (the others wait)."""
+    from curate.tokenshards import load_tokenizer
+    from curate.train.evaluate import benchmark_name, heldout_loss, load_benchmark, multiple_choice_accuracy
+
+    record: dict = {"event": "eval", "step": step}
+    if d.main:
+        if heldout is not None:
+            record["heldout_loss"] = heldout_loss(model, heldout, batch_size=cfg.batch.micro_batch,
+                                                  max_batches=cfg.eval.heldout_batches, device=device)
+        if cfg.eval.benchmarks:
+            tok = load_tokenizer(shards.root)
+            for path in cfg.eval.benchmarks:
+                items = load_benchmark(path, cfg.eval.max_examples)
+                scores = multiple_choice_accuracy(model, tok, items, eos_id=shards.eos_id,
+                                                  context=mcfg.context, device=device)
+                name = benchmark_name(path)
+                record.update({f"{name}/acc": scores["acc"], f"{name}/acc_norm": scores["acc_norm"]})
+        model.train()
+    barrier(d)
+    return record
