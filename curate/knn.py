@@ -1,0 +1,181 @@
+"""k-nearest-neighbour graphs with FAISS (Johnson et al. 2019, "Billion-scale similarity
+search with GPUs"), by inner product on L2-normalised vectors (= cosine similarity).
+
+- exact search (``IndexFlatIP``) up to ``exact_max`` vectors;
+- an inverted file (``IndexIVFFlat``) above it, with 4-bit fast-scan product quantisation
+  (``IndexIVFPQFastScan``)
+  when the flat codes would exceed ``index_memory_bytes``; PQ candidates are re-ranked with
+  exact inner products, so the similarities in the graph are always exact;
+- on GPUs when FAISS sees any (faiss-gpu), through ``index_cpu_to_all_gpus``: same code path.
+
+Every input row is a query; it is dropped from its own neighbour list. Results depend only
+on the rows and their order (callers sort by id), so ties are broken by id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.core import CurateError
+
+EXACT_MAX = 20_000
+INDEX_MEMORY_BYTES = 2 << 30
+TRAIN_POINTS_PER_LIST = 64
+SEARCH_BATCH = 16_384
+RERANK = 8  # PQ candidates fetched per wanted neighbour, re-ranked exactly
+
+
+@dataclass(frozen=True)
+class KnnGraph:
+    """``neighbors[i]``: indices of the ``k`` rows most similar to row ``i`` (``-1`` when fewer
+    exist), most similar first; ``similarities[i]`` their inner products."""
+
+    neighbors: np.ndarray  # int64 (n, k)
+    similarities: np.ndarray  # float32 (n, k)
+    index: str  # the FAISS index description used, e.g. "Flat" or "IVF1024,Flat"
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Float32 rows scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise CurateError(f"embeddings must be a 2-d array (documents × dims), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise CurateError("embeddings contain NaN or infinite values; recompute them")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
+
+
+def index_description(n: int, d: int, *, exact_max: int = EXACT_MAX,
+                      index_memory_bytes: int = INDEX_MEMORY_BYTES) -> str:
+    """The FAISS factory string for ``n`` vectors of dimension ``d``."""
+    if n <= exact_max:
+        return "Flat"
+    nlist = int(np.clip(2 ** round(np.log2(2 * np.sqrt(n))), 16, 65_536))
+    if n * d * 4 <= index_memory_bytes:
+        return f"IVF{nlist},Flat"
+    m = max((s for s in (64, 48, 32, 24, 16, 12, 8, 4, 2) if d % s == 0 and 2 * s <= d), default=2)
+    return f"IVF{nlist},PQ{m}x4fsr"  # 4-bit fast-scan residual codes: quick to train, m/2 bytes per vector
+
+
+def gpu_count() -> int:
+    """Number of GPUs FAISS can use (0 with faiss-cpu)."""
+    import faiss
+
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def knn_graph(vectors: np.ndarray, k: int = 10, *, exact_max: int = EXACT_MAX, nprobe: int = 16,
+              index_memory_bytes: int = INDEX_MEMORY_BYTES, use_gpu: bool | None = None,
+              seed: int = 0, threads: int | None = None) -> KnnGraph:
+    """The ``k`` most similar other rows of every row of ``vectors`` (normalised here).
+
+    ``threads``: FAISS OpenMP threads (default: FAISS's own choice); Spark tasks pass 1.
+    """
+    if k < 1:
+        raise CurateError(f"k must be >= 1, got {k}")
+    x = normalize(vectors)
+    n, d = x.shape
+    description = index_description(n, d, exact_max=exact_max, index_memory_bytes=index_memory_bytes)
+    if threads is not None:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    if n <= 1:
+        return KnnGraph(np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32), description)
+    index = _build_index(x, description, nprobe=nprobe, use_gpu=use_gpu, seed=seed)
+    quantized = ",PQ" in description
+    fetch = min(n, RERANK * k + 1 if quantized else k + 1)
+    neighbors = np.empty((n, k), np.int64)
+    sims = np.empty((n, k), np.float32)
+    for lo in range(0, n, SEARCH_BATCH):
+        hi = min(n, lo + SEARCH_BATCH)
+        found_sims, found = index.search(x[lo:hi], fetch)
+        if quantized:
+            found_sims, found = _rerank(x, lo, found)
+        neighbors[lo:hi], sims[lo:hi] = _best_others(found, found_sims, np.arange(lo, hi), k)
+    return KnnGraph(neighbors, sims, description)
+
+
+def _build_index(x: np.ndarray, description: str, *, nprobe: int, use_gpu: bool | None, seed: int):
+    import faiss
+
+    d = x.shape[1]
+    index = faiss.index_factory(d, description, faiss.METRIC_INNER_PRODUCT)
+    if use_gpu is None:
+        use_gpu = gpu_count() > 0
+    elif use_gpu and gpu_count() == 0:
+        raise CurateError("use_gpu: true but FAISS sees no GPU; install faiss-gpu on a CUDA machine or drop use_gpu")
+    if not index.is_trained:
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed = seed
+        ivf.nprobe = nprobe
+        index.train(_training_sample(x, ivf.nlist))
+    if use_gpu:
+        index = faiss.index_cpu_to_all_gpus(index)
+        if description != "Flat":
+            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+    index.add(x)
+    return index
+
+
+def _training_sample(x: np.ndarray, nlist: int) -> np.ndarray:
+    """An evenly strided (hence deterministic) sample of ``TRAIN_POINTS_PER_LIST × nlist`` rows."""
+    want = TRAIN_POINTS_PER_LIST * nlist
+    stride = max(1, len(x) // want)
+    return np.ascontiguousarray(x[::stride][:want])
+
+
+def _rerank(x: np.ndarray, lo: int, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products of queries ``x[lo:]`` with their candidates, re-sorted best first."""
+    queries = x[lo:lo + len(found)]
+    sims = np.einsum("qd,qkd->qk", queries, x[np.maximum(found, 0)])
+    sims = np.where(found >= 0, sims, -np.inf).astype(np.float32)
+    best_first = np.argsort(-sims, axis=1, kind="stable")
+    return np.take_along_axis(sims, best_first, 1), np.take_along_axis(found, best_first, 1)
+
+
+def _best_others(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each row from its own results and keep the first ``k`` others (``-1`` padding)."""
+    other = (found >= 0) & (found != rows[:, None])
+    keep = other & (np.cumsum(other, axis=1) <= k)
+    take = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    nbr = np.take_along_axis(found, take, 1)
+    sim = np.take_along_axis(sims, take, 1)
+    valid = np.take_along_axis(keep, take, 1)
+    width = nbr.shape[1]
+    out_n = np.full((len(rows), k), -1, np.int64)
+    out_s = np.zeros((len(rows), k), np.float32)
+    out_n[:, :width] = np.where(valid, nbr, -1)
+    out_s[:, :width] = np.where(valid, sim, 0)
+    return out_n, out_s
+
+
+def synthetic_embeddings(ids: np.ndarray, dim: int = 32, *, topics: int = 1000, spread: float = 0.35,
+                         seed: int = 0) -> np.ndarray:
+    """Deterministic clustered unit vectors for tests and benchmarks: row ``i`` depends only on
+    ``ids[i]`` (integer ids), ``topics`` Gaussian clusters on the sphere."""
+    ids = np.asarray(ids, dtype=np.uint64)
+    centres = np.random.default_rng(seed).normal(size=(topics, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    topic = synthetic_topics(ids, topics=topics, seed=seed)
+    lanes = ids[:, None] * np.uint64(dim) + np.arange(dim, dtype=np.uint64)[None, :]
+    u1 = (_mix(lanes, seed + 1) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    u2 = (_mix(lanes, seed + 2) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    noise = np.sqrt(-2 * np.log1p(-u1)) * np.cos(2 * np.pi * u2)  # Box-Muller
+    return normalize(centres[topic] + spread * noise.astype(np.float32) / np.sqrt(dim))
+
+
+def synthetic_topics(ids: np.ndarray, *, topics: int = 1000, seed: int = 0) -> np.ndarray:
+    """The cluster of each id in :func:`synthetic_embeddings` (a label for tests)."""
+    return (_mix(np.asarray(ids, dtype=np.uint64), seed) % np.uint64(topics)).astype(np.int64)
+
+
+def _mix(values: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of ``values + seed``: a fast, well-spread integer hash."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
