@@ -1,6 +1,8 @@
 """Benchmark: embedding throughput, FAISS search for the BETR sample, decontamination docs/s per core.
 
     .venv/bin/python bench/embed_decontam.py [--docs 300] [--sample 10000] [--device cpu]
+    # GPU machine: embedding throughput only, on a copied Reuters sample and model directory
+    python3 bench/embed_decontam.py --embed-only --corpus .gpu/reuters.jsonl --model .gpu/minilm-fp16 --docs 5000
 
 Reads ../shared/data (never copied). Single process, so "per core" numbers are per process.
 """
@@ -35,27 +37,35 @@ def timed(fn):
 
 
 def main() -> None:
-    from curate.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
-    from curate.decontam import build_index, scan
     from curate.embed import embed_texts, load_embedder
-    from curate.stages.betr import rank_scores
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=300)
     parser.add_argument("--sample", type=int, default=10_000)
     parser.add_argument("--examples", type=int, default=1_000)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--corpus", type=Path, default=DATA / "corpora" / "reuters21578.jsonl.gz")
+    parser.add_argument("--model", default=None, help="model directory (default: the bundled package)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--embed-only", action="store_true", help="skip the FAISS and decontamination parts")
     args = parser.parse_args()
-    docs = [r["text"] for r in read_jsonl(DATA / "corpora" / "reuters21578.jsonl.gz", args.docs)]
+    docs = [r["text"] for r in read_jsonl(args.corpus, args.docs)]
     chars = sum(map(len, docs))
     results = {"docs": len(docs), "avg_chars": round(chars / len(docs))}
 
-    _, load_s = timed(lambda: load_embedder(device=args.device))
-    embed_texts(docs[:8], device=args.device)  # warm-up
+    embedder, load_s = timed(lambda: load_embedder(args.model, device=args.device))
+    results["device"] = str(embedder.device)
+    embed_texts(docs[:256], model=embedder, batch_size=args.batch_size)  # warm-up
     for mode in ("first", "mean"):
-        _, secs = timed(lambda: embed_texts(docs, device=args.device, long_docs=mode))
+        _, secs = timed(lambda: embed_texts(docs, model=embedder, batch_size=args.batch_size, long_docs=mode))
         results[f"embed_{mode}_docs_per_s"] = round(len(docs) / secs, 1)
     results["model_load_s"] = round(load_s, 2)
+    if args.embed_only:
+        print(json.dumps(results, indent=2))
+        return
+    from curate.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
+    from curate.decontam import build_index, scan
+    from curate.stages.betr import rank_scores
 
     rng = np.random.default_rng(0)
     sample = rng.standard_normal((args.sample, 384)).astype(np.float32)
