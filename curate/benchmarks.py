@@ -12,12 +12,12 @@ uses test splits. Benchmark files are small: they are read on the driver.
 from __future__ import annotations
 
 import hashlib
-import json
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from curate import jsonl
 from curate.core import CurateError
 
 TRAINING_SPLITS = ("train", "dev", "val", "validation")
@@ -88,13 +88,7 @@ def _as_text(value: Any) -> str:
 
 
 def read_records(path: Path) -> Iterable[dict]:
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CurateError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    return (record for _, record in jsonl.read_records(path))
 
 
 def load_examples(spec: BenchmarkSpec, splits: Sequence[str]) -> list[Example]:

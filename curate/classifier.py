@@ -208,6 +208,33 @@ def binary_metrics(probs: Sequence[float], labels: Sequence[int], threshold: flo
             "roc_auc": roc_auc(probs, truth), "threshold": threshold, "n": int(len(truth))}
 
 
+def train_fasttext_isolated(train_file: str | Path, out_path: str | Path, **hyperparameters: Any) -> None:
+    """``fasttext.train_supervised(train_file, **hyperparameters)`` saved to ``out_path``, in a
+    fresh child process.
+
+    fastText 0.9.2 (``fasttext-numpy2-wheel``) trained twice in one process with the same file,
+    seed and one thread can give a different model or abort with "Encountered NaN", while fresh
+    processes agree byte for byte (seen with small ``bucket`` values); one fresh interpreter per
+    model makes training reproducible. Raises RuntimeError with fastText's message.
+    """
+    import subprocess
+    import sys
+
+    job = json.dumps({"input": str(train_file), "out": str(out_path), "hyper": hyperparameters})
+    done = subprocess.run([sys.executable, "-c", _TRAIN_AND_SAVE, job], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+        raise RuntimeError(lines[-1].removeprefix("RuntimeError: "))
+
+
+_TRAIN_AND_SAVE = """
+import json, sys
+import fasttext
+job = json.loads(sys.argv[1])
+fasttext.train_supervised(input=job["input"], **job["hyper"]).save_model(job["out"])
+"""
+
+
 def train_classifier(positives: Sequence[str], negatives: Sequence[str], out_path: str | Path, *,
                      seed: int = 0, holdout: float = 0.1, lowercase: bool = False,
                      max_chars: int | None = DEFAULT_MAX_CHARS, epoch: int = DCLM_HYPERPARAMETERS["epoch"],
@@ -248,15 +275,15 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], out_pat
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"{LABEL_PREFIX}{label} {text}\n" for label, text in train_rows),
                               encoding="utf-8")
+        staged = Path(tmp) / "model.bin"
         try:
-            model = fasttext.train_supervised(
-                input=str(train_file), epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, minCount=min_count,
-                bucket=bucket, loss="softmax", thread=threads, seed=seed, verbose=0)
+            train_fasttext_isolated(train_file, staged, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams,
+                                    minCount=min_count, bucket=bucket, loss="softmax", thread=threads,
+                                    seed=seed, verbose=0)
         except RuntimeError as exc:  # fastText reports a diverged or degenerate run as "Encountered NaN."
             raise CurateError(f"fastText training failed ({exc}); small training sets hit this — "
-                              "use more documents or another --seed/--dim") from None
-        staged = Path(tmp) / "model.bin"
-        model.save_model(str(staged))
+                              "use more documents, a lower --lr or another --seed/--dim") from None
+        model = fasttext.load_model(str(staged))
         os.replace(staged, out_path)
     digest = write_sha256_sidecar(out_path)
 

@@ -185,3 +185,26 @@ def parse_file(path: Path, rel: str, opts: ParseOptions) -> Iterator[Parsed]:
         yield Parsed(rel, last + 1, "file", reason=f"corrupt_file: {exc}")
     except Exception as exc:  # zstandard.ZstdError and friends
         yield Parsed(rel, last + 1, "file", reason=f"corrupt_file: {type(exc).__name__}: {exc}")
+
+
+def read_records(path: str | Path, hint: str = "") -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a small side file (benchmarks,
+    labelled examples, mixture outputs; ``.gz``/``.zst`` ok). Unlike corpus reading, which
+    quarantines, a bad line here stops with ``path:line`` and the reason (plus ``hint``)."""
+    from curate.core import CurateError
+
+    path = Path(path)
+    try:
+        for number, raw in split_lines(byte_chunks(path)):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
+                raise CurateError(f"{path}:{number}: not valid JSON ({reason}){hint}") from None
+            if not isinstance(record, dict):
+                raise CurateError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}{hint}")
+            yield number, record
+    except Truncated:
+        raise CurateError(f"{path}: truncated compressed file") from None

@@ -17,7 +17,6 @@ Single process (pyarrow); the output is a stage-like directory::
 from __future__ import annotations
 
 import glob as globlib
-import gzip
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ import numpy as np
 import yaml
 
 from curate.core import CurateError
+from curate.jsonl import read_records
 from curate.tokenshards import sha256_file
 
 SPEC_KEYS = {"name", "sources", "total_tokens", "seed", "max_epochs", "tokenizer",
@@ -194,16 +194,8 @@ def _field(t, name: str):
 
 
 def _jsonl_rows(path: Path) -> Iterator[dict]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CurateError(f"{path}:{n}: invalid JSON ({exc.msg}); clean it with `curate run` first")
-            yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP) if k in row}
+    for _, row in read_records(path, hint="; clean it with `curate run` first"):
+        yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP) if k in row}
 
 
 # --------------------------------------------------------------------------- tokens
@@ -313,7 +305,6 @@ def choose_units(units: list[Unit], target: int, seed: int, source: str) -> list
 def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = False) -> dict:
     """Materialise ``spec`` into ``out_dir`` atomically; return the manifest."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     out_dir = Path(out_dir)
     if out_dir.exists():

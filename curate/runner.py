@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping
 
 from curate.config import Pipeline, StageCall, load_pipeline
 from curate.core import ID, REJECT_REASON, CurateError, StageContext, StageOutput, get_stage
-from curate.io import (MANIFEST, QUARANTINE_COLUMNS, load_manifest, materialize_builtin, read_documents, read_stage,
-                       fingerprint_files, list_input_files, sha256_file, shard_dicts, write_shards)
+from curate.io import (QUARANTINE_COLUMNS, load_manifest, materialize_builtin, read_documents, read_stage,
+                       fingerprint_files, list_input_files, shard_dicts, write_shards)
 from curate.manifest import (atomic_stage_dir, clean_leftovers, config_hash, output_fingerprint,
                              write_manifest)
 

@@ -14,7 +14,7 @@ from curate.core import CurateError, StageContext
 from curate.stages.model_score import fasttext_score
 from conftest import read_jsonl
 
-SMALL = {"bucket": 200_000}  # 80 MB models; fastText 0.9.2 is flaky below ~100k buckets (docs/quality.md)
+SMALL = {"bucket": 50_000}  # small model files (20 MB); DCLM defaults otherwise
 
 
 @pytest.fixture(scope="module")

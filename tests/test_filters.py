@@ -237,7 +237,7 @@ def test_langid_train_command(tmp_path):
     subset.write_text("".join(json.dumps({"text": text, "meta": {"lang": lang}}) + "\n"
                               for lang, text in udhr_examples()), encoding="utf-8")
     out = tmp_path / "m.bin"
-    args = ["train", str(subset), "-o", str(out), "--language-field", "meta.lang", "--bucket", "200000"]
+    args = ["train", str(subset), "-o", str(out), "--language-field", "meta.lang", "--bucket", "50000"]
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 0, result.output
     assert "(10 languages" in result.output and "held-out accuracy" in result.output

@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import json
 
-import numpy as np
 import pytest
 
 from curate.core import CurateError, StageContext, get_stage
@@ -14,8 +13,6 @@ from curate.stages.order import knn_order
 
 def vector_docs(spark, n: int, dim: int = 16, *, topics: int = 20, partitions: int = 2, extra: dict | None = None):
     """Documents ``d000123`` with deterministic clustered embeddings, built inside Spark."""
-    from pyspark.sql import functions as F
-
     def embed(batches):
         import pyarrow as pa
 

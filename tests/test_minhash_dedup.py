@@ -132,7 +132,7 @@ def test_dedup_against_an_index_and_a_corpus(spark, docs, truth, tmp_path):
     half = len(docs) // 2
     old, new = docs[:half], docs[half:]
     stage_dir = tmp_path / "first"
-    first = minhash_dedup(spark.createDataFrame(old, SCHEMA), StageContext(spark, stage_dir), save_index=True)
+    minhash_dedup(spark.createDataFrame(old, SCHEMA), StageContext(spark, stage_dir), save_index=True)
     index = stage_dir / "artifacts" / "minhash_index"
     spark.createDataFrame(old, SCHEMA).write.parquet(str(tmp_path / "old_corpus"))
     new_df = spark.createDataFrame(new, SCHEMA)

@@ -53,6 +53,7 @@ def test_mixture_is_deterministic_and_meets_budget(corpora, tmp_path):
     m2 = build_mixture(parse_spec(raw), tmp_path / "m2")
     m3 = build_mixture(parse_spec({**raw, "seed": 8}), tmp_path / "m3")
     assert [s["sha256"] for s in m1["shards"]] == [s["sha256"] for s in m2["shards"]]
+    assert [s["sha256"] for s in m3["shards"]] != [s["sha256"] for s in m1["shards"]]  # the seed matters
     assert len(m1["shards"]) > 1
     rows = read_mixture(tmp_path / "m1")
     assert [r["position"] for r in rows] == list(range(len(rows)))

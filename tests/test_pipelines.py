@@ -155,7 +155,7 @@ def test_web_quality_runs_with_a_classifier_trained_here(spark, tmp_path, shared
     wiki = _slice(shared_data, "wikitext2.jsonl", 60, tmp_path / "wiki.jsonl")
     web = _slice(shared_data, "nltk_webtext.jsonl", 200, tmp_path / "web.jsonl")
     result = CliRunner().invoke(main, ["classifier", "train", "--positive", str(wiki), "--negative",
-                                       f"{web}:100", "-o", str(model), "--epoch", "3", "--bucket", "200000"])
+                                       f"{web}:100", "-o", str(model), "--epoch", "3", "--bucket", "20000"])
     assert result.exit_code == 0, result.output
     m = run_example("web_quality", spark, tmp_path, web, {"fasttext_score": {"model": str(model)}})
     assert list(m)[-3:] == ["05-fasttext_score", "06-select_budget", "final"]

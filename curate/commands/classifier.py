@@ -27,7 +27,7 @@ def command():
 @click.option("--word-ngrams", default=DCLM_HYPERPARAMETERS["word_ngrams"], show_default=True, type=int)
 @click.option("--min-count", default=DCLM_HYPERPARAMETERS["min_count"], show_default=True, type=int)
 @click.option("--bucket", default=DCLM_HYPERPARAMETERS["bucket"], show_default=True, type=int,
-              help="n-gram hash buckets (model size ≈ bucket × dim × 4 bytes); below ~200k fastText 0.9.2 can diverge or vary run to run.")
+              help="n-gram hash buckets (model size ≈ bucket × dim × 4 bytes).")
 @click.option("--holdout", default=0.1, show_default=True, type=float, help="Held-out fraction per class.")
 @click.option("--threads", default=1, show_default=True, type=int, help=">1 is faster but not reproducible.")
 @click.option("--seed", default=0, show_default=True, type=int)

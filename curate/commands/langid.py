@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -22,22 +22,14 @@ def field_of(record: Mapping[str, Any], dotted: str) -> Any:
 
 def labelled_examples(path: Path, text_field: str, language_field: str) -> list[tuple[str, str]]:
     """``(language, one-line text)`` pairs from a JSONL file (.gz ok); bad lines fail loudly."""
-    import gzip
+    from curate.jsonl import read_records
 
-    opener = gzip.open if path.suffix == ".gz" else open
     examples = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CurateError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            text, language = field_of(record, text_field), field_of(record, language_field)
-            if not isinstance(text, str) or not isinstance(language, str) or not language.strip():
-                raise CurateError(f"{path}:{number}: needs string fields '{text_field}' and '{language_field}'")
-            examples.append((language.strip(), " ".join(text.split())))
+    for number, record in read_records(path):
+        text, language = field_of(record, text_field), field_of(record, language_field)
+        if not isinstance(text, str) or not isinstance(language, str) or not language.strip():
+            raise CurateError(f"{path}:{number}: needs string fields '{text_field}' and '{language_field}'")
+        examples.append((language.strip(), " ".join(text.split())))
     if not examples:
         raise CurateError(f"{path}: no examples")
     return examples
@@ -53,12 +45,12 @@ def train_langid(examples: Iterable[tuple[str, str]], out: str | Path, *, dim: i
                  lr: float = 0.5, minn: int = 2, maxn: int = 5, word_ngrams: int = 1,
                  bucket: int = 2_000_000, seed: int = 0, valid_fraction: float = 0.0) -> dict[str, Any]:
     """Train a supervised fastText model with ``__label__<language>`` labels on character n-grams
-    (as lid.176: Joulin et al. 2017). Seeded and single-threaded, but fastText does not promise
-    bit-identical models across runs, so the result is pinned by the ``out.sha256`` sidecar it
-    writes next to ``out``. Returns counts and the held-out accuracy."""
+    (as lid.176: Joulin et al. 2017). Seeded, single-threaded and trained in a fresh process
+    (:func:`curate.classifier.train_fasttext_isolated`), so the same examples give the same
+    bytes; the ``out.sha256`` sidecar pins them. Returns counts and the held-out accuracy."""
     import fasttext
 
-    from curate.classifier import write_sha256_sidecar
+    from curate.classifier import train_fasttext_isolated, write_sha256_sidecar
     from filters.lang_id import LABEL_PREFIX
 
     train, valid = [], []
@@ -73,10 +65,14 @@ def train_langid(examples: Iterable[tuple[str, str]], out: str | Path, *, dim: i
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.txt"
         data.write_text("".join(f"{LABEL_PREFIX}{lang} {text}\n" for lang, text in train), encoding="utf-8")
-        model = _train_retrying(lambda: fasttext.train_supervised(
-            str(data), dim=dim, epoch=epoch, lr=lr, minn=minn, maxn=maxn, wordNgrams=word_ngrams,
-            bucket=bucket, thread=1, seed=seed, verbose=0))
-    model.save_model(str(out))
+        staged = Path(tmp) / "model.bin"
+        try:
+            train_fasttext_isolated(data, staged, dim=dim, epoch=epoch, lr=lr, minn=minn, maxn=maxn,
+                                    wordNgrams=word_ngrams, bucket=bucket, thread=1, seed=seed, verbose=0)
+        except RuntimeError as exc:
+            raise CurateError(f"langid train: fastText diverged ({exc}); lower --lr") from None
+        model = fasttext.load_model(str(staged))
+        shutil.move(staged, out)
     write_sha256_sidecar(out)
     report = {"model": str(out), "train": len(train), "valid": len(valid),
               "languages": len({lang for lang, _ in train}), "valid_accuracy": None}
@@ -85,18 +81,6 @@ def train_langid(examples: Iterable[tuple[str, str]], out: str | Path, *, dim: i
         hits = sum(lab[0] == LABEL_PREFIX + lang for lab, (lang, _) in zip(labels, valid))
         report["valid_accuracy"] = hits / len(valid)
     return report
-
-
-def _train_retrying(train, attempts: int = 5):
-    """fastText 0.9.2 sometimes aborts a run on a tiny corpus with "Encountered NaN" although the
-    next run succeeds; retry a few times before reporting divergence."""
-    for attempt in range(attempts):
-        try:
-            return train()
-        except RuntimeError as exc:
-            if "NaN" not in str(exc) or attempt == attempts - 1:
-                raise CurateError(f"langid train: fastText diverged ({exc}); lower --lr") from None
-    raise AssertionError("unreachable")
 
 
 @click.group("langid")

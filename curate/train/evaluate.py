@@ -13,7 +13,6 @@ layouts of ``shared/data/benchmarks`` are understood:
 """
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.core import CurateError
+from curate.jsonl import read_records
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,10 @@ def load_benchmark(path: str | Path, max_examples: int | None = None) -> list[MC
     if not path.is_file():
         raise CurateError(f"benchmark file not found: {path}")
     items = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                items.append(parse_item(json.loads(line)))
-                if max_examples is not None and len(items) >= max_examples:
-                    break
+    for _, record in read_records(path):
+        items.append(parse_item(record))
+        if max_examples is not None and len(items) >= max_examples:
+            break
     return items
 
 
