@@ -116,11 +116,11 @@ def _write_yaml(path: Path, data: dict) -> Path:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_stage_then_rerun_gives_identical_bytes(tmp_path):
+def test_sigkill_mid_stage_then_rerun_gives_identical_bytes(tmp_path, spark):
     write_corpus(tmp_path / "in.jsonl", 3000)
     yaml_path = _write_yaml(tmp_path / "p.yaml", pipeline(tmp_path))
     clean = _write_yaml(tmp_path / "clean.yaml", pipeline(tmp_path, output=str(tmp_path / "clean")))
-    assert _curate("run", str(clean), "--master", "local[2]").wait(timeout=600) == 0
+    run_pipeline(clean, spark=spark, **QUIET)  # the uninterrupted reference, in-process
 
     proc = _curate("run", str(yaml_path), "--master", "local[2]")
     out = tmp_path / "out"
