@@ -48,6 +48,7 @@ def bench_traversal(args) -> dict:
     ids = np.arange(args.docs)
     x = np.concatenate([synthetic_embeddings(ids[lo:lo + 200_000], args.dim, topics=args.topics)
                         for lo in range(0, args.docs, 200_000)])
+    knn_graph(x[:2000], args.k, nprobe=args.nprobe, threads=args.threads)  # warm-up: CUDA context, thread pools
     graph, knn_wall, knn_cpu = timed(knn_graph, x, args.k, nprobe=args.nprobe, threads=args.threads)
     compiled_traversal(np.array([[1], [0]]), np.ones((2, 1), np.float32))  # JIT warm-up / cache load
     fast, fast_wall, fast_cpu = timed(compiled_traversal, graph.neighbors, graph.similarities)

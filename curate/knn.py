@@ -6,7 +6,9 @@ search with GPUs"), by inner product on L2-normalised vectors (= cosine similari
   (``IndexIVFPQFastScan``)
   when the flat codes would exceed ``index_memory_bytes``; PQ candidates are re-ranked with
   exact inner products, so the similarities in the graph are always exact;
-- on GPUs when FAISS sees any (faiss-gpu), through ``index_cpu_to_all_gpus``: same code path.
+- on GPUs when FAISS sees any (faiss-gpu), through ``index_cpu_to_all_gpus``: same code path;
+- without faiss-gpu but with a CUDA GPU visible to torch, exact search as blocked float32
+  matrix products on the GPU (:func:`exact_knn_torch`) up to ``TORCH_EXACT_MAX`` vectors.
 
 Every input row is a query; it is dropped from its own neighbour list. Results depend only
 on the rows and their order (callers sort by id), so ties are broken by id.
@@ -24,6 +26,8 @@ INDEX_MEMORY_BYTES = 2 << 30
 TRAIN_POINTS_PER_LIST = 64
 SEARCH_BATCH = 16_384
 RERANK = 8  # PQ candidates fetched per wanted neighbour, re-ranked exactly
+TORCH_EXACT_MAX = 4_000_000  # exact GPU search through torch up to this many vectors
+TORCH_BLOCK_BYTES = 1 << 30  # similarity block held on the device at a time
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,59 @@ def index_description(n: int, d: int, *, exact_max: int = EXACT_MAX,
 
 
 def gpu_count() -> int:
-    """Number of GPUs FAISS can use (0 with faiss-cpu)."""
-    import faiss
-
+    """Number of GPUs FAISS can use (0 with faiss-cpu or without FAISS)."""
+    try:
+        import faiss
+    except ImportError:
+        return 0
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+def torch_cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def search_backend(n: int, use_gpu: bool | None) -> str:
+    """``faiss-gpu``, ``torch-cuda`` (exact) or ``faiss-cpu`` for ``n`` vectors."""
+    if use_gpu is not False and gpu_count() > 0:
+        return "faiss-gpu"
+    if use_gpu is not False and n <= TORCH_EXACT_MAX and torch_cuda_available():
+        return "torch-cuda"
+    if use_gpu:
+        raise CurateError("use_gpu: true but no GPU is usable: install faiss-gpu or a CUDA build of torch "
+                          f"(torch searches exactly up to {TORCH_EXACT_MAX:,} vectors), or drop use_gpu")
+    return "faiss-cpu"
+
+
+def exact_knn_torch(x: np.ndarray, k: int, device: str = "cuda") -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` most similar other rows of unit rows ``x`` by blocked float32 matrix products
+    on ``device`` (TF32 off, so similarities are full float32 inner products)."""
+    import torch
+
+    n = len(x)
+    base = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    rows_per_block = int(max(1, min(n, TORCH_BLOCK_BYTES // (4 * n))))
+    take = min(k, n - 1)
+    neighbors = np.full((n, k), -1, np.int64)
+    sims = np.zeros((n, k), np.float32)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.inference_mode():
+            for lo in range(0, n, rows_per_block):
+                hi = min(n, lo + rows_per_block)
+                block = base[lo:hi] @ base.T
+                block[torch.arange(hi - lo, device=device), torch.arange(lo, hi, device=device)] = -torch.inf
+                values, indices = torch.topk(block, take, dim=1)
+                neighbors[lo:hi, :take] = indices.cpu().numpy()
+                sims[lo:hi, :take] = values.cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    return neighbors, sims
 
 
 def knn_graph(vectors: np.ndarray, k: int = 10, *, exact_max: int = EXACT_MAX, nprobe: int = 16,
@@ -78,13 +131,16 @@ def knn_graph(vectors: np.ndarray, k: int = 10, *, exact_max: int = EXACT_MAX, n
     x = normalize(vectors)
     n, d = x.shape
     description = index_description(n, d, exact_max=exact_max, index_memory_bytes=index_memory_bytes)
+    if n <= 1:
+        return KnnGraph(np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32), description)
+    backend = search_backend(n, use_gpu)
+    if backend == "torch-cuda":
+        return KnnGraph(*exact_knn_torch(x, k, "cuda"), "Flat (torch, cuda)")
     if threads is not None:
         import faiss
 
         faiss.omp_set_num_threads(threads)
-    if n <= 1:
-        return KnnGraph(np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32), description)
-    index = _build_index(x, description, nprobe=nprobe, use_gpu=use_gpu, seed=seed)
+    index = _build_index(x, description, nprobe=nprobe, use_gpu=backend == "faiss-gpu", seed=seed)
     quantized = ",PQ" in description
     fetch = min(n, RERANK * k + 1 if quantized else k + 1)
     neighbors = np.empty((n, k), np.int64)
@@ -98,15 +154,11 @@ def knn_graph(vectors: np.ndarray, k: int = 10, *, exact_max: int = EXACT_MAX, n
     return KnnGraph(neighbors, sims, description)
 
 
-def _build_index(x: np.ndarray, description: str, *, nprobe: int, use_gpu: bool | None, seed: int):
+def _build_index(x: np.ndarray, description: str, *, nprobe: int, use_gpu: bool, seed: int):
     import faiss
 
     d = x.shape[1]
     index = faiss.index_factory(d, description, faiss.METRIC_INNER_PRODUCT)
-    if use_gpu is None:
-        use_gpu = gpu_count() > 0
-    elif use_gpu and gpu_count() == 0:
-        raise CurateError("use_gpu: true but FAISS sees no GPU; install faiss-gpu on a CUDA machine or drop use_gpu")
     if not index.is_trained:
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = seed

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from curate.core import CurateError
-from curate.knn import gpu_count, index_description, knn_graph, normalize, synthetic_embeddings
+from curate.knn import (gpu_count, index_description, knn_graph, normalize, synthetic_embeddings,
+                        torch_cuda_available)
 
 
 def brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,10 +77,35 @@ def test_index_choice_by_size_and_memory():
     assert index_description(1_000_000, 384, index_memory_bytes=1 << 30) == "IVF2048,PQ64x4fsr"
 
 
-@pytest.mark.skipif(gpu_count() > 0, reason="a GPU is present")
+def test_torch_exact_search_equals_faiss_flat():
+    """The GPU fallback (blocked matrix products + top-k), run on the CPU here, equals IndexFlatIP."""
+    from curate.knn import exact_knn_torch, normalize
+
+    x = normalize(np.random.default_rng(3).normal(size=(700, 24)).astype(np.float32))
+    faiss_graph = knn_graph(x, 7, use_gpu=False)
+    neighbors, sims = exact_knn_torch(x, 7, device="cpu")
+    np.testing.assert_array_equal(neighbors, faiss_graph.neighbors)
+    np.testing.assert_allclose(sims, faiss_graph.similarities, atol=1e-5)
+    few_n, few_s = exact_knn_torch(x[:3], 5, device="cpu")  # fewer rows than k: -1 padding
+    assert (few_n[:, 2:] == -1).all() and sorted(few_n[0, :2]) == [1, 2]
+
+
+@pytest.mark.skipif(gpu_count() > 0 or torch_cuda_available(), reason="a GPU is present")
 def test_asking_for_a_gpu_without_one_is_a_clear_error():
     with pytest.raises(CurateError, match="faiss-gpu"):
         knn_graph(np.eye(50, 4, dtype=np.float32) + 0.01, 2, exact_max=10, use_gpu=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch_cuda_available(), reason="needs a CUDA GPU")
+def test_cuda_search_without_faiss_gpu_is_exact():
+    x = synthetic_embeddings(np.arange(30_000), 32, topics=300)
+    graph = knn_graph(x, 10)
+    assert graph.index == ("Flat (torch, cuda)" if gpu_count() == 0 else graph.index)
+    sims = x @ x[:200].T  # exact neighbours of the first 200 rows, computed on the CPU
+    sims[np.arange(200), np.arange(200)] = -np.inf
+    expected = np.sort(sims, axis=0)[::-1][:10].T
+    np.testing.assert_allclose(graph.similarities[:200], expected, atol=1e-5)
 
 
 def test_synthetic_embeddings_depend_only_on_the_id():
