@@ -5,16 +5,22 @@ Compares, on the same FAISS kNN graph over synthetic clustered unit vectors:
   * traverse_reference: the straightforward Python transcription of the paper's algorithm,
 reporting CPU-seconds (docs/s per core: every step is single-threaded) and the mean cosine
 similarity of adjacent documents for both, plus a seeded random order.
-Optionally (--spark) the partitioned stage on local[1] vs local[2] (best of --spark-repeat passes each).
+Optionally (--spark) the whole partitioned stage on local[N] for N in --spark-cores, each session
+in a fresh process confined to N cores: median of --spark-passes warm passes, CPU per pass, and
+the speed-up and parallel efficiency against local[1].
 
     .venv/bin/python bench/order.py --docs 1000000 --dim 32 --topics 5000
+    .venv/bin/python bench/order.py --spark-only --spark-docs 200000 --spark-cores 1,2
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +29,7 @@ import numpy as np
 
 from curate.knn import knn_graph, synthetic_embeddings
 from curate.traverse import HAVE_NUMBA, symmetric_graph, traverse, traverse_reference
+from proctime import tree_cpu_seconds
 
 
 def timed(fn, *args, **kwargs):
@@ -75,50 +82,74 @@ def bench_traversal(args) -> dict:
     return result
 
 
-def bench_spark(args) -> dict:
-    """The partitioned stage end to end on local[1] and local[2] (separate sessions)."""
-    from pyspark.sql import SparkSession
+def synthetic_docs(spark, n: int, dim: int, topics: int):
+    """``n`` documents (id, empty text, clustered unit-vector embedding), generated in 8 partitions."""
+    def embed(batches):
+        import pyarrow as pa
 
+        for batch in batches:
+            ids = batch.column("n").to_numpy()
+            x = synthetic_embeddings(ids, dim, topics=topics)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([f"d{i:09d}" for i in ids]), pa.array([""] * len(ids)),
+                 pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim).cast(pa.list_(pa.float32()))],
+                ["id", "text", "embedding"])
+    return (spark.range(0, n, 1, 8).withColumnRenamed("id", "n")
+            .mapInArrow(embed, "id string, text string, embedding array<float>"))
+
+
+def spark_session_passes(args, cores: int) -> dict:
+    """One cold and ``--spark-passes`` warm passes of the whole stage in one local[cores] session:
+    wall seconds and CPU seconds of every process (driver, JVM, Python workers) per pass."""
     from curate.core import StageContext, get_stage
     from curate.spark import get_spark
     from curate.stages.order import knn_order
 
-    def docs(spark, n, dim, topics):
-        def embed(batches):
-            import pyarrow as pa
+    spark = get_spark(f"local[{cores}]", {"spark.sql.shuffle.partitions": "16"})
+    params = get_stage("knn_order").validate({"k": args.k, "cluster_size": args.cluster_size})
+    passes, stats = [], {}
+    for _ in range(1 + args.spark_passes):
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = StageContext(spark, Path(tmp) / "stage", seed=0)
+            cpu, wall = tree_cpu_seconds(), time.perf_counter()
+            result = knn_order(synthetic_docs(spark, args.spark_docs, args.dim, args.topics), ctx, **params)
+            result.kept.write.mode("overwrite").parquet(str(Path(tmp) / "out"))
+            wall, after = time.perf_counter() - wall, tree_cpu_seconds()
+            passes.append({"wall_s": round(wall, 2),
+                           "cpu_s": {role: round(after[role] - cpu[role], 2) for role in after}})
+            stats = {key: result.stats[key] for key in ("clusters", "largest_cluster", "mean_adjacent_similarity")}
+    spark.stop()
+    return {"cold": passes[0], "warm": passes[1:], **stats}
 
-            for batch in batches:
-                ids = batch.column("n").to_numpy()
-                x = synthetic_embeddings(ids, dim, topics=topics)
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array([f"d{i:09d}" for i in ids]), pa.array([""] * len(ids)),
-                     pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim).cast(pa.list_(pa.float32()))],
-                    ["id", "text", "embedding"])
-        return (spark.range(0, n, 1, 8).withColumnRenamed("id", "n")
-                .mapInArrow(embed, "id string, text string, embedding array<float>"))
 
-    out = {}
+def summarize_session(session: dict) -> dict:
+    """The median warm pass (by wall time), its spread and how many cores it kept busy."""
+    walls = sorted(p["wall_s"] for p in session["warm"])
+    median = sorted(session["warm"], key=lambda p: p["wall_s"])[len(walls) // 2]
+    cpu = sum(median["cpu_s"].values())
+    return {"median_s": median["wall_s"], "min_s": walls[0], "max_s": walls[-1],
+            "cold_s": session["cold"]["wall_s"], "median_cpu_s": median["cpu_s"],
+            "busy_cores": round(cpu / median["wall_s"], 2)}
+
+
+def bench_spark(args) -> dict:
+    """The partitioned stage on local[N] for each N in ``--spark-cores``, each in a fresh process
+    confined (``sched_setaffinity``, inherited by the JVM and the Python workers) to N cores."""
+    out = {"spark_docs": args.spark_docs, "cluster_size": args.cluster_size, "pinned": args.pin}
+    available = sorted(os.sched_getaffinity(0))
     for cores in args.spark_cores:
-        spark = get_spark(f"local[{cores}]", {"spark.sql.shuffle.partitions": "16"})
-        params = get_stage("knn_order").validate({"k": args.k, "cluster_size": args.cluster_size})
-        times = []
-        for _ in range(args.spark_repeat):  # the first pass also warms the JVM and the Python workers
-            with tempfile.TemporaryDirectory() as tmp:
-                ctx = StageContext(spark, Path(tmp) / "stage", seed=0)
-                wall = time.perf_counter()
-                result = knn_order(docs(spark, args.spark_docs, args.dim, args.topics), ctx, **params)
-                result.kept.write.mode("overwrite").parquet(str(Path(tmp) / "out"))
-                times.append(time.perf_counter() - wall)
-                out["clusters"] = result.stats["clusters"]
-                out["mean_adjacent_similarity"] = result.stats["mean_adjacent_similarity"]
-        out[f"local[{cores}]_runs_s"] = [round(t, 2) for t in times]
-        out[f"local[{cores}]_s"] = min(times)
-        spark.stop()
-        SparkSession._instantiatedSession = None
-    out["spark_docs"] = args.spark_docs
-    out["order"] = [f"local[{c}]" for c in args.spark_cores]
-    if "local[1]_s" in out and "local[2]_s" in out:
-        out["speedup_2_vs_1"] = out["local[1]_s"] / out["local[2]_s"]
+        if args.pin and cores > len(available):
+            raise SystemExit(f"--spark-cores {cores}: only {len(available)} cores here (or pass --no-pin)")
+        pin = (lambda: os.sched_setaffinity(0, available[:cores])) if args.pin else None
+        child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--spark-session", str(cores)],
+                               stdout=subprocess.PIPE, text=True, check=True, preexec_fn=pin)
+        session = json.loads(child.stdout.strip().splitlines()[-1])
+        out[f"local[{cores}]"] = {**summarize_session(session), "passes": session}
+    base = out.get("local[1]")
+    for cores in args.spark_cores:
+        if base and cores > 1:
+            speedup = base["median_s"] / out[f"local[{cores}]"]["median_s"]
+            out[f"local[{cores}]"].update(speedup=round(speedup, 2), efficiency=round(speedup / cores, 2))
     return out
 
 
@@ -131,16 +162,25 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads for the kNN build")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--spark", action="store_true", help="also time the partitioned stage on local[1]/[2]")
+    parser.add_argument("--spark", action="store_true", help="also time the partitioned Spark stage (see --spark-cores)")
     parser.add_argument("--spark-docs", type=int, default=200_000)
     parser.add_argument("--cluster-size", type=int, default=25_000)
     parser.add_argument("--spark-cores", type=lambda s: [int(c) for c in s.split(",")], default=[1, 2],
-                        help="local[N] sessions to time, in this order (e.g. 2,1 to check order effects)")
-    parser.add_argument("--spark-repeat", type=int, default=3, help="timed passes per session; the best counts")
+                        help="local[N] sessions to time, each in its own process confined to N cores")
+    parser.add_argument("--spark-passes", type=int, default=5, help="warm passes per session after a cold one")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not confine each session to N cores (local[N] then shares every core)")
+    parser.add_argument("--spark-only", action="store_true", help="skip the traversal comparison")
+    parser.add_argument("--spark-session", type=int, help=argparse.SUPPRESS)  # internal: one child session
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
-    results = {"machine": platform.machine(), "python": platform.python_version(), **bench_traversal(args)}
-    if args.spark:
+    if args.spark_session:
+        print(json.dumps(spark_session_passes(args, args.spark_session)))
+        return
+    results = {"machine": platform.machine(), "python": platform.python_version()}
+    if not args.spark_only:
+        results.update(bench_traversal(args))
+    if args.spark or args.spark_only:
         results["spark"] = bench_spark(args)
     text = json.dumps(results, indent=2)
     print(text)

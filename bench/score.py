@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from proctime import tree_cpu_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
@@ -53,36 +55,6 @@ def train_model(out: Path, bucket: int) -> Path:
     report = train_classifier(pos, neg, out, bucket=bucket)
     print(f"model: {out.stat().st_size / 1e6:.0f} MB, held-out ROC-AUC {report['metrics']['roc_auc']:.3f}")
     return out
-
-
-def tree_cpu_seconds(root: int | None = None) -> dict[str, float]:
-    """CPU seconds (user + system, reaped children included) of process ``root`` and all its
-    descendants — the driver, the Spark JVM and its Python workers (Linux /proc) — by role:
-    ``jvm``, ``python workers`` and ``driver`` (everything else)."""
-    root = os.getpid() if root is None else root
-    ticks, children, roles = {}, {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                command = fh.read().decode(errors="replace")
-        except OSError:
-            continue
-        pid, ppid = int(entry), int(fields[1])
-        ticks[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-        roles[pid] = ("jvm" if "java" in command else
-                      "python workers" if "pyspark.daemon" in command or "pyspark.worker" in command else "driver")
-        children.setdefault(ppid, []).append(pid)
-    totals, todo = {"driver": 0.0, "jvm": 0.0, "python workers": 0.0}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in ticks:
-            totals[roles[pid]] += ticks[pid] / os.sysconf("SC_CLK_TCK")
-        todo.extend(children.get(pid, []))
-    return totals
 
 
 def median_pass(passes: list[tuple[float, float]]) -> tuple[float, float]:
