@@ -52,14 +52,17 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def index_description(n: int, d: int, *, exact_max: int = EXACT_MAX,
-                      index_memory_bytes: int = INDEX_MEMORY_BYTES) -> str:
-    """The FAISS factory string for ``n`` vectors of dimension ``d``."""
+                      index_memory_bytes: int = INDEX_MEMORY_BYTES, gpu: bool = False) -> str:
+    """The FAISS factory string for ``n`` vectors of dimension ``d`` (``gpu``: one faiss-gpu can
+    clone, i.e. 8-bit PQ codes instead of the CPU's 4-bit fast-scan ones)."""
     if n <= exact_max:
         return "Flat"
     nlist = int(np.clip(2 ** round(np.log2(2 * np.sqrt(n))), 16, 65_536))
     if n * d * 4 <= index_memory_bytes:
         return f"IVF{nlist},Flat"
     m = max((s for s in (64, 48, 32, 24, 16, 12, 8, 4, 2) if d % s == 0 and 2 * s <= d), default=2)
+    if gpu:  # every m above is a code length GpuIndexIVFPQ supports (56+ bytes with float16 tables)
+        return f"IVF{nlist},PQ{m}"
     return f"IVF{nlist},PQ{m}x4fsr"  # 4-bit fast-scan residual codes: quick to train, m/2 bytes per vector
 
 
@@ -130,10 +133,11 @@ def knn_graph(vectors: np.ndarray, k: int = 10, *, exact_max: int = EXACT_MAX, n
         raise CurateError(f"k must be >= 1, got {k}")
     x = normalize(vectors)
     n, d = x.shape
-    description = index_description(n, d, exact_max=exact_max, index_memory_bytes=index_memory_bytes)
+    backend = search_backend(n, use_gpu) if n > 1 else "faiss-cpu"
+    description = index_description(n, d, exact_max=exact_max, index_memory_bytes=index_memory_bytes,
+                                    gpu=backend == "faiss-gpu")
     if n <= 1:
         return KnnGraph(np.full((n, k), -1, np.int64), np.zeros((n, k), np.float32), description)
-    backend = search_backend(n, use_gpu)
     if backend == "torch-cuda":
         return KnnGraph(*exact_knn_torch(x, k, "cuda"), "Flat (torch, cuda)")
     if threads is not None:
@@ -165,7 +169,9 @@ def _build_index(x: np.ndarray, description: str, *, nprobe: int, use_gpu: bool,
         ivf.nprobe = nprobe
         index.train(_training_sample(x, ivf.nlist))
     if use_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
+        options = faiss.GpuMultipleClonerOptions()
+        options.useFloat16 = ",PQ" in description  # float16 PQ lookup tables; candidates are re-ranked exactly
+        index = faiss.index_cpu_to_all_gpus(index, co=options)
         if description != "Flat":
             faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", nprobe)
     index.add(x)

@@ -77,6 +77,17 @@ def test_index_choice_by_size_and_memory():
     assert index_description(1_000_000, 384, index_memory_bytes=1 << 30) == "IVF2048,PQ64x4fsr"
 
 
+def test_gpu_index_choice_avoids_fast_scan_codes_faiss_gpu_cannot_clone():
+    import faiss
+
+    cpu = index_description(1_000_000, 384, index_memory_bytes=1 << 30)
+    gpu = index_description(1_000_000, 384, index_memory_bytes=1 << 30, gpu=True)
+    assert gpu == "IVF2048,PQ64" and index_description(1_000_000, 64, gpu=True) == "IVF2048,Flat"
+    assert isinstance(faiss.index_factory(384, cpu, faiss.METRIC_INNER_PRODUCT), faiss.IndexIVFPQFastScan)
+    index = faiss.index_factory(384, gpu, faiss.METRIC_INNER_PRODUCT)
+    assert type(index) is faiss.IndexIVFPQ and index.pq.M == 64 and index.pq.nbits == 8
+
+
 def test_torch_exact_search_equals_faiss_flat():
     """The GPU fallback (blocked matrix products + top-k), run on the CPU here, equals IndexFlatIP."""
     from curate.knn import exact_knn_torch, normalize
