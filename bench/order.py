@@ -7,7 +7,7 @@ reporting CPU-seconds (docs/s per core: every step is single-threaded) and the m
 similarity of adjacent documents for both, plus a seeded random order.
 Optionally (--spark) the whole partitioned stage on local[N] for N in --spark-cores, each session
 in a fresh process confined to N cores: median of --spark-passes warm passes, CPU per pass, and
-the speed-up and parallel efficiency against local[1].
+the speed-up and parallel efficiency against 1 core (--spark-master local-cluster: N executor JVMs).
 
     .venv/bin/python bench/order.py --docs 1000000 --dim 32 --topics 5000
     .venv/bin/python bench/order.py --spark-only --spark-docs 200000 --spark-cores 1,2
@@ -105,7 +105,8 @@ def spark_session_passes(args, cores: int) -> dict:
     from curate.spark import get_spark
     from curate.stages.order import knn_order
 
-    spark = get_spark(f"local[{cores}]", {"spark.sql.shuffle.partitions": "16"})
+    master = f"local[{cores}]" if args.spark_master == "local" else f"local-cluster[{cores},1,{args.executor_mb}]"
+    spark = get_spark(master, {"spark.sql.shuffle.partitions": "16"})
     params = get_stage("knn_order").validate({"k": args.k, "cluster_size": args.cluster_size})
     passes, stats = [], {}
     for _ in range(1 + args.spark_passes):
@@ -135,7 +136,8 @@ def summarize_session(session: dict) -> dict:
 def bench_spark(args) -> dict:
     """The partitioned stage on local[N] for each N in ``--spark-cores``, each in a fresh process
     confined (``sched_setaffinity``, inherited by the JVM and the Python workers) to N cores."""
-    out = {"spark_docs": args.spark_docs, "cluster_size": args.cluster_size, "pinned": args.pin}
+    out = {"spark_docs": args.spark_docs, "cluster_size": args.cluster_size, "pinned": args.pin,
+           "master": args.spark_master}
     available = sorted(os.sched_getaffinity(0))
     for cores in args.spark_cores:
         if args.pin and cores > len(available):
@@ -144,12 +146,12 @@ def bench_spark(args) -> dict:
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--spark-session", str(cores)],
                                stdout=subprocess.PIPE, text=True, check=True, preexec_fn=pin)
         session = json.loads(child.stdout.strip().splitlines()[-1])
-        out[f"local[{cores}]"] = {**summarize_session(session), "passes": session}
-    base = out.get("local[1]")
+        out[f"{cores} cores"] = {**summarize_session(session), "passes": session}
+    base = out.get("1 cores")
     for cores in args.spark_cores:
         if base and cores > 1:
-            speedup = base["median_s"] / out[f"local[{cores}]"]["median_s"]
-            out[f"local[{cores}]"].update(speedup=round(speedup, 2), efficiency=round(speedup / cores, 2))
+            speedup = base["median_s"] / out[f"{cores} cores"]["median_s"]
+            out[f"{cores} cores"].update(speedup=round(speedup, 2), efficiency=round(speedup / cores, 2))
     return out
 
 
@@ -166,7 +168,10 @@ def main() -> None:
     parser.add_argument("--spark-docs", type=int, default=200_000)
     parser.add_argument("--cluster-size", type=int, default=25_000)
     parser.add_argument("--spark-cores", type=lambda s: [int(c) for c in s.split(",")], default=[1, 2],
-                        help="local[N] sessions to time, each in its own process confined to N cores")
+                        help="core counts N to time, each session in its own process confined to N cores")
+    parser.add_argument("--spark-master", choices=["local", "local-cluster"], default="local",
+                        help="local[N] (one JVM), or local-cluster[N,1,MB]: N separate one-core executor JVMs")
+    parser.add_argument("--executor-mb", type=int, default=2048, help="executor memory for local-cluster")
     parser.add_argument("--spark-passes", type=int, default=5, help="warm passes per session after a cold one")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not confine each session to N cores (local[N] then shares every core)")
