@@ -99,7 +99,7 @@ def synthetic_docs(spark, n: int, dim: int, topics: int):
 
 
 def spark_session_passes(args, cores: int) -> dict:
-    """One cold and ``--spark-passes`` warm passes of the whole stage in one local[cores] session:
+    """One cold and ``--spark-passes`` warm passes of the whole stage in one session on ``cores`` cores:
     wall seconds and CPU seconds of every process (driver, JVM, Python workers) per pass."""
     from curate.core import StageContext, get_stage
     from curate.spark import get_spark
@@ -125,10 +125,10 @@ def spark_session_passes(args, cores: int) -> dict:
 
 def summarize_session(session: dict) -> dict:
     """The median warm pass (by wall time), its spread and how many cores it kept busy."""
-    walls = sorted(p["wall_s"] for p in session["warm"])
-    median = sorted(session["warm"], key=lambda p: p["wall_s"])[len(walls) // 2]
+    warm = sorted(session["warm"], key=lambda p: p["wall_s"])
+    median = warm[len(warm) // 2]
     cpu = sum(median["cpu_s"].values())
-    return {"median_s": median["wall_s"], "min_s": walls[0], "max_s": walls[-1],
+    return {"median_s": median["wall_s"], "min_s": warm[0]["wall_s"], "max_s": warm[-1]["wall_s"],
             "cold_s": session["cold"]["wall_s"], "median_cpu_s": median["cpu_s"],
             "busy_cores": round(cpu / median["wall_s"], 2)}
 
