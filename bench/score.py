@@ -2,7 +2,7 @@
 single-process ``model.predict(list_of_texts)`` loop — same model, same documents, one run.
 
     .venv/bin/python bench/score.py [--corpus reuters21578.jsonl.gz] [--docs 20000] [--repeat 5]
-                                    [--passes 3] [--slots 1 2]
+                                    [--passes 5] [--slots 1 2]
 
 Reports wall-clock docs/s and docs per CPU-second ("per core": CPU time of every process
 involved — driver, Spark JVM, Python workers — read from /proc, so it is fair on a shared,
