@@ -134,8 +134,8 @@ def summarize_session(session: dict) -> dict:
 
 
 def bench_spark(args) -> dict:
-    """The partitioned stage on N cores (local[N] or local-cluster) for each N in ``--spark-cores``, each in a fresh process
-    confined (``sched_setaffinity``, inherited by the JVM and the Python workers) to N cores."""
+    """The partitioned stage for each N in ``--spark-cores`` (local[N] or local-cluster), each in a
+    fresh process confined (``sched_setaffinity``, inherited by the JVM and Python workers) to N cores."""
     out = {"spark_docs": args.spark_docs, "cluster_size": args.cluster_size, "pinned": args.pin,
            "master": args.spark_master}
     available = sorted(os.sched_getaffinity(0))
