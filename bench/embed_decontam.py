@@ -37,7 +37,7 @@ def timed(fn):
 
 
 def main() -> None:
-    from curate.embed import embed_texts, load_embedder
+    from curate.targeted.embedding import embed_texts, load_embedder
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=300)
@@ -63,9 +63,9 @@ def main() -> None:
     if args.embed_only:
         print(json.dumps(results, indent=2))
         return
-    from curate.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
-    from curate.decontam import build_index, scan
-    from curate.stages.betr import rank_scores
+    from curate.targeted.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
+    from curate.targeted.ngrams import build_index, scan
+    from curate.targeted.benchmark_similarity import rank_scores
 
     rng = np.random.default_rng(0)
     sample = rng.standard_normal((args.sample, 384)).astype(np.float32)

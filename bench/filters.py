@@ -61,8 +61,8 @@ def prepare(n_docs: int, out: Path) -> Path:
 def run_curate_spark(docs_path: Path, out: Path) -> dict:
     sys.path.insert(0, str(REPO))
     from curate.core import StageContext
-    from curate.spark import get_spark
-    from curate.stages.score import score, select
+    from curate.engine.spark import get_spark
+    from curate.quality.score import score, select
 
     spark = get_spark("local[1]", {"spark.sql.shuffle.partitions": "1", "spark.default.parallelism": "1"})
     raw = spark.read.json(str(docs_path)).select("id", "text", "source")

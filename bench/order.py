@@ -1,7 +1,7 @@
 """Benchmark In-Context Pretraining ordering: FAISS kNN build and traversal throughput.
 
 Compares, on the same FAISS kNN graph over synthetic clustered unit vectors:
-  * curate.traverse (CSR arrays, numba-compiled walk), and
+  * curate.order.traverse (CSR arrays, numba-compiled walk), and
   * traverse_reference: the straightforward Python transcription of the paper's algorithm,
 reporting CPU-seconds (docs/s per core: every step is single-threaded) and the mean cosine
 similarity of adjacent documents for both, plus a seeded random order.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.knn import knn_graph, synthetic_embeddings
-from curate.traverse import HAVE_NUMBA, symmetric_graph, traverse, traverse_reference
+from curate.order.knn import knn_graph, synthetic_embeddings
+from curate.order.traverse import HAVE_NUMBA, symmetric_graph, traverse, traverse_reference
 from proctime import tree_cpu_seconds
 
 
@@ -102,8 +102,8 @@ def spark_session_passes(args, cores: int) -> dict:
     """One cold and ``--spark-passes`` warm passes of the whole stage in one session on ``cores`` cores:
     wall seconds and CPU seconds of every process (driver, JVM, Python workers) per pass."""
     from curate.core import StageContext, get_stage
-    from curate.spark import get_spark
-    from curate.stages.order import knn_order
+    from curate.engine.spark import get_spark
+    from curate.order.knn_order import knn_order
 
     master = f"local[{cores}]" if args.spark_master == "local" else f"local-cluster[{cores},1,{args.executor_mb}]"
     spark = get_spark(master, {"spark.sql.shuffle.partitions": "16"})

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from curate import pplcorr
+from curate.pplcorr import estimators as pplcorr
 
 TABLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tables" / "perplexity_correlations_error.csv"
 
 
 def errors(n: int, rng) -> tuple[np.ndarray, str]:
     if TABLE.is_file():
-        from curate.lossmatrix import read_errors
+        from curate.pplcorr.lossmatrix import read_errors
 
         real = np.array(list(read_errors(TABLE, "arc_easy").values()))
         if n <= len(real):

@@ -47,7 +47,7 @@ def read_docs(path: Path, limit: int) -> list[dict]:
 
 
 def train_model(out: Path, bucket: int) -> Path:
-    from curate.classifier import train_classifier
+    from curate.quality.classifier import train_classifier
 
     corpora = DATA / "corpora"
     pos = [d["text"] for d in read_docs(corpora / "python_docs.jsonl", 400)]
@@ -63,7 +63,7 @@ def median_pass(passes: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def time_single_process(model_path: Path, texts: list[str], batch: int, passes: int) -> dict:
-    from curate.classifier import load_model
+    from curate.quality.classifier import load_model
 
     clf = load_model(model_path)
     lines = [clf.normalize(t) for t in texts]
@@ -89,8 +89,8 @@ def time_spark(model_path: Path, parquet: Path, slots: int, batch: int, passes: 
     from pyspark.sql import SparkSession
 
     from curate.core import StageContext
-    from curate.spark import get_spark
-    from curate.stages.model_score import fasttext_score
+    from curate.engine.spark import get_spark
+    from curate.quality.fasttext_score import fasttext_score
 
     active = SparkSession.getActiveSession()
     if active is not None:

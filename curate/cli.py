@@ -74,8 +74,8 @@ def with_spark_options(fn):
 @click.option("--force", is_flag=True, help="Rebuild every stage, even complete ones.")
 def run(pipeline, input_path, output_path, master, conf, from_stage, only, force):
     """Run PIPELINE (YAML); complete stages are skipped, changed ones refused."""
-    from curate.runner import run_pipeline
-    from curate.spark import parse_conf
+    from curate.engine.runner import run_pipeline
+    from curate.engine.spark import parse_conf
 
     result = run_pipeline(pipeline, input=input_path, output=output_path, master=master,
                           conf=parse_conf(conf), force=force, from_stage=from_stage, only=only)
@@ -116,7 +116,7 @@ def list_stages():
 
 
 def collect_stats(output: Path) -> dict[str, dict]:
-    from curate.io import load_manifest
+    from curate.io.shards import load_manifest
 
     out = {}
     for d in sorted(p for p in output.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import yaml
 
 from curate.core import CurateError, get_stage, stages
-from curate.io import InputSpec
+from curate.io.read import InputSpec
 
 TOP_LEVEL_KEYS = ("name", "input", "output", "seed", "spark", "stages", "description")
 

@@ -8,7 +8,6 @@ all come from one place. No base classes.
 from __future__ import annotations
 
 import inspect
-import pkgutil
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,12 +83,27 @@ def _params_of(fn: Callable) -> list[Param]:
     return out
 
 
-def load_stage_modules() -> None:
-    """Import every module under ``curate.stages`` so their ``@stage`` decorators run."""
-    import curate.stages as pkg
+STAGE_MODULES: tuple[str, ...] = (
+    "curate.dedup.exact_dedup",
+    "curate.dedup.minhash_dedup",
+    "curate.quality.score",
+    "curate.quality.sample",
+    "curate.quality.fasttext_score",
+    "curate.quality.dsir_score",
+    "curate.quality.select_budget",
+    "curate.pplcorr.perplexity_correlation",
+    "curate.targeted.embed",
+    "curate.targeted.benchmark_similarity",
+    "curate.targeted.decontaminate",
+    "curate.order.knn_order",
+)
+"""Every module that registers stages: the registry is this explicit list, not a folder scan."""
 
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+
+def load_stage_modules() -> None:
+    """Import the modules of :data:`STAGE_MODULES` so their ``@stage`` decorators run."""
+    for name in STAGE_MODULES:
+        importlib.import_module(name)
 
 
 def stages() -> dict[str, StageSpec]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from curate.classifier import expected_sha256, sha256_file
+from curate.quality.classifier import expected_sha256, sha256_file
 from curate.core import CurateError
 from filters import Filter, register
 

@@ -21,7 +21,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the test run: local[2], few shuffle partitions, UI off."""
-    from curate.spark import get_spark
+    from curate.engine.spark import get_spark
 
     session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4",
                                      "spark.default.parallelism": "2"})

@@ -9,7 +9,7 @@ import sys
 from click.testing import CliRunner
 
 from curate.cli import main
-from curate.spark import java_problem, parse_conf
+from curate.engine.spark import java_problem, parse_conf
 
 
 def test_validate_ok_and_unknown_stage(tmp_path):

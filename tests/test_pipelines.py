@@ -1,7 +1,7 @@
 """Every example under pipelines/ is valid, and those that run offline on small data do run.
 
 The quickstart run is made once per test session (``quickstart_reference``) and shared with
-tests/test_airflow.py (its DAG output must equal it) and tests/test_report.py (its report).
+tests/airflow_dags/test_airflow.py (its DAG output must equal it) and tests/report/test_report.py (its report).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ _CACHE: dict[str, object] = {}
 def quickstart_reference(tmp_path_factory, spark):
     """Run pipelines/quickstart.yaml once per session (in-process, as ``curate run`` does)."""
     if "quickstart" not in _CACHE:
-        from curate.runner import run_pipeline
+        from curate.engine.runner import run_pipeline
 
         out = tmp_path_factory.mktemp("quickstart") / "out"
         _CACHE["quickstart"] = run_pipeline(PIPELINES / "quickstart.yaml", output=str(out), spark=spark,
@@ -67,7 +67,7 @@ def test_every_example_validates(path):
         p = load_pipeline(path)
         assert p.stages and p.name == path.stem
     elif what == "mixture":
-        from curate.mix import load_spec
+        from curate.train.mix import load_spec
 
         assert load_spec(path).sources
     else:
@@ -133,7 +133,7 @@ def run_example(name: str, spark, tmp_path: Path, input_path: Path, params: dict
 
     Relative paths keep resolving against pipelines/, exactly as ``curate run`` would.
     """
-    from curate.runner import run_pipeline
+    from curate.engine.runner import run_pipeline
 
     raw = yaml.safe_load((PIPELINES / f"{name}.yaml").read_text())
     for entry in raw["stages"]:

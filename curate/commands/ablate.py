@@ -12,7 +12,7 @@ def command(spec, output, no_plot):
     """Mix, tokenize and train each selection in SPEC at the same token budget; print the comparison."""
     from pathlib import Path
 
-    from curate.ablate import load_ablation, markdown_table, run_ablation
+    from curate.train.ablate import load_ablation, markdown_table, run_ablation
 
     rows = run_ablation(load_ablation(spec), output, plot=not no_plot)
     click.echo(markdown_table(rows))

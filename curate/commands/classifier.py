@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from curate.classifier import DCLM_HYPERPARAMETERS, DEFAULT_MAX_CHARS
+from curate.quality.classifier import DCLM_HYPERPARAMETERS, DEFAULT_MAX_CHARS
 
 
 @click.group("classifier")
@@ -35,8 +35,8 @@ def command():
 def train(positives, negatives, output, text_field, lowercase, max_chars, epoch, lr, dim, word_ngrams,
           min_count, bucket, holdout, threads, seed, master):
     """Train a balanced hq-vs-lq classifier; print held-out precision/recall/F1/ROC-AUC."""
-    from curate.classifier import source_texts, train_classifier
-    from curate.spark import get_spark
+    from curate.quality.classifier import source_texts, train_classifier
+    from curate.engine.spark import get_spark
 
     spark = get_spark(master)
     pos = [t for spec in positives for t in source_texts(spark, spec, seed=seed, text_field=text_field)]
@@ -56,6 +56,6 @@ def train(positives, negatives, output, text_field, lowercase, max_chars, epoch,
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 def hash_model(model):
     """Write MODEL.sha256 for a model you trust (e.g. a downloaded DCLM classifier)."""
-    from curate.classifier import write_sha256_sidecar
+    from curate.quality.classifier import write_sha256_sidecar
 
     click.echo(f"{write_sha256_sidecar(model)}  {model}")

@@ -16,7 +16,7 @@ def command():
 @click.option("--limit", type=int, default=None, help="Keep at most this many documents (first by id).")
 def local_docs(out, limit):
     """Harvest package descriptions, licence files and stdlib docstrings into OUT (JSONL)."""
-    from curate.localdocs import write_local_docs
+    from curate.io.localdocs import write_local_docs
 
     n = write_local_docs(Path(out), limit)
     click.echo(f"wrote {n:,} documents to {out}")

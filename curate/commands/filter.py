@@ -69,9 +69,9 @@ def command(input_path, output, names, settings, output_format, master, conf, fo
     Scores are reused when only thresholds change: rerunning with a new --set for a threshold
     re-runs only the select stage.
     """
-    from curate.runner import run_pipeline
-    from curate.spark import parse_conf
-    from curate.stages.score import format_funnel
+    from curate.engine.runner import run_pipeline
+    from curate.engine.spark import parse_conf
+    from curate.quality.score import format_funnel
 
     names = list(names)
     pipeline = filter_pipeline(input_path, output, names, parse_settings(settings, names), output_format)

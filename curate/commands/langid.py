@@ -22,7 +22,7 @@ def field_of(record: Mapping[str, Any], dotted: str) -> Any:
 
 def labelled_examples(path: Path, text_field: str, language_field: str) -> list[tuple[str, str]]:
     """``(language, one-line text)`` pairs from a JSONL file (.gz ok); bad lines fail loudly."""
-    from curate.jsonl import read_records
+    from curate.io.jsonl import read_records
 
     examples = []
     for number, record in read_records(path):
@@ -46,11 +46,11 @@ def train_langid(examples: Iterable[tuple[str, str]], out: str | Path, *, dim: i
                  bucket: int = 2_000_000, seed: int = 0, valid_fraction: float = 0.0) -> dict[str, Any]:
     """Train a supervised fastText model with ``__label__<language>`` labels on character n-grams
     (as lid.176: Joulin et al. 2017). Seeded, single-threaded and trained in a fresh process
-    (:func:`curate.classifier.train_fasttext_isolated`), so the same examples give the same
+    (:func:`curate.quality.classifier.train_fasttext_isolated`), so the same examples give the same
     bytes; the ``out.sha256`` sidecar pins them. Returns counts and the held-out accuracy."""
     import fasttext
 
-    from curate.classifier import train_fasttext_isolated, write_sha256_sidecar
+    from curate.quality.classifier import train_fasttext_isolated, write_sha256_sidecar
     from filters.lang_id import LABEL_PREFIX
 
     train, valid = [], []

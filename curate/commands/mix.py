@@ -10,7 +10,7 @@ import click
 @click.option("--force", is_flag=True, help="Replace an existing mixture directory.")
 def command(spec, output, force):
     """Build the mixture described by SPEC (YAML): which documents, how often, in which order."""
-    from curate.mix import build_mixture, load_spec
+    from curate.train.mix import build_mixture, load_spec
 
     manifest = build_mixture(load_spec(spec), output, overwrite=force)
     click.echo(f"{'source':<20} {'target':>12} {'tokens':>12} {'docs':>8} {'epochs':>7}")

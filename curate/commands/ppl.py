@@ -51,7 +51,7 @@ def command(first_model, more_models, input_path, output, id_field, text_field, 
     curate ppl-matrix --models pythia-160m=/models/pythia-160m /models/qwen2-0.5b \\
         --input sample.jsonl -o matrix.parquet
     """
-    from curate import lossmatrix as lm
+    from curate.pplcorr import lossmatrix as lm
 
     docs = read_sample(Path(input_path), id_field, text_field, tuple(carry))
     specs = [lm.parse_model(m) for m in (first_model, *more_models)]

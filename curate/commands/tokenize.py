@@ -17,11 +17,11 @@ def command(input_path, tokenizer, output, shard_tokens, force, use_spark, docs_
     """Encode INPUT (a `curate mix` output, stage dir or JSONL/Parquet) into memory-mappable token shards."""
     from pathlib import Path
 
-    from curate.mix import iter_mixture_texts
-    from curate.tokenshards import tokenize_spark, write_token_shards
+    from curate.train.mix import iter_mixture_texts
+    from curate.train.shards import tokenize_spark, write_token_shards
 
     if use_spark:
-        from curate.spark import get_spark
+        from curate.engine.spark import get_spark
 
         manifest = tokenize_spark(get_spark(master), input_path, tokenizer, output,
                                   docs_per_shard=docs_per_shard, overwrite=force)
@@ -49,8 +49,8 @@ def train_command(input_path, output, vocab_size, min_frequency, sample_fraction
     """Train a byte-level BPE on a sample of INPUT (mixture, stage dir or JSONL/Parquet)."""
     from pathlib import Path
 
-    from curate.mix import iter_mixture_texts
-    from curate.tokenshards import sample_texts, train_tokenizer
+    from curate.train.mix import iter_mixture_texts
+    from curate.train.shards import sample_texts, train_tokenizer
 
     texts = sample_texts(iter_mixture_texts(Path(input_path)), fraction=sample_fraction, max_chars=max_chars,
                          seed=seed)

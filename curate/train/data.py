@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from curate.core import CurateError
-from curate.tokenshards import TokenShards
+from curate.train.shards import TokenShards
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.core import CurateError
-from curate.jsonl import read_records
+from curate.io.jsonl import read_records
 
 
 @dataclass(frozen=True)

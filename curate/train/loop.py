@@ -251,7 +251,7 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
 
 def build_streams(cfg: TrainConfig, context: int):
     """The training stream and the held-out stream (separate shards, or the last contexts)."""
-    from curate.tokenshards import TokenShards
+    from curate.train.shards import TokenShards
     from curate.train.data import ContextStream
 
     shards = TokenShards(cfg.data.shards)
@@ -395,7 +395,7 @@ def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int
 def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, d: Dist, device: str,
                    step: int) -> dict:
     """Held-out loss and benchmark accuracy on rank 0 (the others wait)."""
-    from curate.tokenshards import load_tokenizer
+    from curate.train.shards import load_tokenizer
     from curate.train.evaluate import benchmark_name, heldout_loss, load_benchmark, multiple_choice_accuracy
 
     record: dict = {"event": "eval", "step": step}

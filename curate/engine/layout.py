@@ -1,0 +1,10 @@
+"""On-disk names of a pipeline output, defined once (stdlib only: the Airflow DAG imports it)."""
+
+MANIFEST = "_manifest.json"
+READ_DIR = "00-read"
+FINAL_DIR = "final"
+QUARANTINE_DIR = "_quarantine"
+TMP_PREFIX = ".tmp-"
+DATA_DIR = "data"
+REJECTED_DIR = "rejected"
+ARTIFACTS_DIR = "artifacts"

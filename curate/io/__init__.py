@@ -1,0 +1,1 @@
+"""Corpus I/O: raw readers, side-file parsing, shard writers."""

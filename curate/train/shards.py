@@ -1,0 +1,314 @@
+"""Tokenizers and token shards: what the training loop reads.
+
+- :func:`train_tokenizer` trains a byte-level BPE (GPT-2 style, Radford et al. 2019) with
+  Hugging Face ``tokenizers`` on a seeded sample of a corpus and writes ``tokenizer.json``
+  plus a ``.sha256`` sidecar; :func:`load_tokenizer` checks the sidecar before loading.
+- :func:`write_token_shards` encodes documents in mixture order, appends EOS after each,
+  and writes flat ``uint16``/``uint32`` arrays (``shard-NNNNN.bin``) with document offsets
+  (``shard-NNNNN.idx.npy``, int64, ``documents + 1`` entries), both memory-mappable, and a
+  ``_manifest.json`` with tokens, documents and sha256 per shard. Shards end at document
+  boundaries. :class:`TokenShards` reads them back as one token stream.
+- :func:`tokenize_spark` is the same for large mixtures: one Spark task per shard of
+  consecutive mixture positions, the same token stream.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from curate.core import CurateError
+
+EOS = "<|endoftext|>"
+MANIFEST = "_manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def sample_texts(batches: Iterable[list[str]], *, fraction: float = 1.0, max_chars: int | None = None,
+                 seed: int = 0) -> Iterator[str]:
+    """A deterministic sample: keep text ``i`` when a seeded hash of ``i`` falls under ``fraction``."""
+    from curate.train.mix import stable_hash
+
+    index, chars = 0, 0
+    for batch in batches:
+        for text in batch:
+            keep = fraction >= 1.0 or stable_hash(seed, "tok-sample", index) < fraction * 2**64
+            index += 1
+            if not keep or not text:
+                continue
+            if max_chars is not None and chars >= max_chars:
+                return
+            chars += len(text)
+            yield text
+
+
+def train_tokenizer(texts: Iterable[str], out_path: str | Path, *, vocab_size: int = 8192,
+                    min_frequency: int = 2) -> Path:
+    """Train a byte-level BPE tokenizer with ``<|endoftext|>`` as id 0; write JSON + sha256."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if vocab_size < 300:
+        raise CurateError("vocab_size must be at least 300 (256 byte symbols + merges + EOS)")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=[EOS], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    tok.save(str(tmp))
+    write_sidecar(tmp, out_path)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def write_sidecar(path: Path, target: Path | None = None) -> None:
+    target = target or path
+    Path(f"{target}.sha256").write_text(f"{sha256_file(path)}  {target.name}\n", encoding="utf-8")
+
+
+def load_tokenizer(path: str | Path):
+    """Load ``tokenizer.json`` (or a directory holding one), checking its sha256 sidecar."""
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if not path.is_file():
+        raise CurateError(f"tokenizer not found: {path}; train one with `curate tokenizer train`")
+    sidecar = Path(f"{path}.sha256")
+    if sidecar.exists():
+        expected = sidecar.read_text(encoding="utf-8").split()[0]
+        if sha256_file(path) != expected:
+            raise CurateError(f"{path} does not match its sha256 sidecar; refusing to load it")
+    tok = Tokenizer.from_file(str(path))
+    if tok.token_to_id(EOS) is None:
+        raise CurateError(f"{path} has no {EOS} token; train it with `curate tokenizer train`")
+    return tok
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def encode_documents(tok, texts: list[str], eos_id: int, dtype: np.dtype) -> list[np.ndarray]:
+    """Token arrays of ``texts``, each followed by EOS."""
+    return [np.array(e.ids + [eos_id], dtype=dtype) for e in tok.encode_batch(texts)]
+
+
+def write_shard(out_dir: Path, index: int, docs: list[np.ndarray], dtype: np.dtype) -> dict:
+    """Write ``shard-<index>.bin`` (the documents back to back) and its offsets; return its entry.
+
+    Files are written under temporary names and renamed, so a retried or speculative Spark task
+    never leaves a torn shard.
+    """
+    name = f"shard-{index:05d}"
+    tokens = np.concatenate(docs).astype(dtype, copy=False) if docs else np.zeros(0, dtype)
+    offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in docs], out=offsets[1:])
+    for suffix, write in ((".bin", tokens.tofile), (".idx.npy", lambda f: np.save(f, offsets))):
+        tmp = out_dir / f".{name}{suffix}.{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, out_dir / f"{name}{suffix}")
+    return {"file": f"{name}.bin", "offsets": f"{name}.idx.npy", "tokens": int(len(tokens)),
+            "documents": len(docs), "sha256": sha256_file(out_dir / f"{name}.bin"),
+            "offsets_sha256": sha256_file(out_dir / f"{name}.idx.npy")}
+
+
+class _ShardWriter:
+    """Accumulates documents and writes a shard each time ``shard_tokens`` is reached."""
+
+    def __init__(self, out_dir: Path, dtype: np.dtype, shard_tokens: int):
+        self.out_dir, self.dtype, self.shard_tokens = out_dir, dtype, shard_tokens
+        self.docs: list[np.ndarray] = []
+        self.pending = 0
+        self.shards: list[dict] = []
+
+    def add(self, doc: np.ndarray) -> None:
+        self.docs.append(doc)
+        self.pending += len(doc)
+        if self.pending >= self.shard_tokens:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.docs:
+            self.shards.append(write_shard(self.out_dir, len(self.shards), self.docs, self.dtype))
+            self.docs, self.pending = [], 0
+
+
+def write_token_shards(batches: Iterable[list[str]], tokenizer_path: str | Path, out_dir: str | Path, *,
+                       shard_tokens: int = 1 << 26, source: str = "", overwrite: bool = False) -> dict:
+    """Encode text batches (in order) into token shards under ``out_dir`` atomically; return the manifest."""
+    out_dir = Path(out_dir)
+    tok, tok_file, tmp = _prepare(tokenizer_path, out_dir, overwrite)
+    eos_id, dtype = tok.token_to_id(EOS), token_dtype(tok.get_vocab_size())
+    writer = _ShardWriter(tmp, dtype, shard_tokens)
+    for texts in batches:
+        for doc in encode_documents(tok, [t or "" for t in texts], eos_id, dtype):
+            writer.add(doc)
+    writer.flush()
+    return _finish(tmp, out_dir, writer.shards, tok, tok_file, source)
+
+
+def _prepare(tokenizer_path: str | Path, out_dir: Path, overwrite: bool):
+    """Check the output, load the tokenizer, make the temporary directory."""
+    if out_dir.exists():
+        if not overwrite:
+            raise CurateError(f"{out_dir} exists; pass --force to rewrite the token shards")
+        shutil.rmtree(out_dir)
+    tok = load_tokenizer(tokenizer_path)
+    tok_file = Path(tokenizer_path) / TOKENIZER_FILE if Path(tokenizer_path).is_dir() else Path(tokenizer_path)
+    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tok, tok_file, tmp
+
+
+def _finish(tmp: Path, out_dir: Path, shards: list[dict], tok, tok_file: Path, source: str) -> dict:
+    """Copy the tokenizer in, write the manifest, rename the directory into place."""
+    shutil.copyfile(tok_file, tmp / TOKENIZER_FILE)
+    write_sidecar(tmp / TOKENIZER_FILE)
+    manifest = {
+        "kind": "token_shards", "source": source, "dtype": token_dtype(tok.get_vocab_size()).name,
+        "tokenizer": {"file": TOKENIZER_FILE, "sha256": sha256_file(tok_file),
+                      "vocab_size": tok.get_vocab_size(), "eos_id": tok.token_to_id(EOS)},
+        "tokens": sum(s["tokens"] for s in shards),
+        "documents": sum(s["documents"] for s in shards),
+        "shards": shards,
+    }
+    manifest["fingerprint"] = fingerprint(manifest)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, out_dir)
+    return manifest
+
+
+def tokenize_spark(spark, mixture_dir: str | Path, tokenizer_path: str | Path, out_dir: str | Path, *,
+                   docs_per_shard: int = 20_000, overwrite: bool = False) -> dict:
+    """The Spark path of :func:`write_token_shards` for large mixtures.
+
+    Shard ``k`` holds mixture positions ``[k·docs_per_shard, (k+1)·docs_per_shard)``; each is
+    encoded and written by one task (``applyInPandas``) straight into the output directory
+    (which must be on a filesystem the executors share). Only one summary row per shard comes
+    back to the driver. The token stream equals the single-process one.
+    """
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    mixture_dir, out_dir = Path(mixture_dir), Path(out_dir)
+    data = mixture_dir / "data"
+    if not data.is_dir() or not list(data.glob("part-*.parquet")):
+        raise CurateError(f"{mixture_dir} is not a `curate mix` output (data/part-*.parquet missing)")
+    tok, tok_file, tmp = _prepare(tokenizer_path, out_dir, overwrite)
+    tok_json, eos_id = tok.to_str(), tok.token_to_id(EOS)
+    dtype = token_dtype(tok.get_vocab_size())
+    target = str(tmp)
+
+    def write_group(pdf: pd.DataFrame) -> pd.DataFrame:
+        from tokenizers import Tokenizer
+
+        pdf = pdf.sort_values("position")
+        worker_tok = Tokenizer.from_str(tok_json)
+        docs = encode_documents(worker_tok, [t or "" for t in pdf["text"]], eos_id, dtype)
+        entry = write_shard(Path(target), int(pdf["shard"].iloc[0]), docs, dtype)
+        return pd.DataFrame([{"shard": int(pdf["shard"].iloc[0]), "entry": json.dumps(entry)}])
+
+    df = spark.read.parquet(str(data))
+    if "position" not in df.columns:
+        raise CurateError(f"{mixture_dir}: no 'position' column; tokenize a `curate mix` output")
+    summary = (df.select("position", "text")
+               .withColumn("shard", F.floor(F.col("position") / docs_per_shard).cast("long"))
+               .groupBy("shard").applyInPandas(write_group, "shard long, entry string")
+               .orderBy("shard").collect())
+    shards = [json.loads(r["entry"]) for r in summary]
+    if [r["shard"] for r in summary] != list(range(len(summary))):
+        raise CurateError(f"{mixture_dir}: positions are not contiguous; rebuild it with `curate mix`")
+    return _finish(tmp, out_dir, shards, tok, tok_file, str(mixture_dir))
+
+
+def fingerprint(manifest: dict) -> str:
+    """A hash of what the token stream is: tokenizer, dtype and every shard's content hash."""
+    key = {"tokenizer": manifest["tokenizer"]["sha256"], "dtype": manifest["dtype"],
+           "shards": [(s["file"], s["tokens"], s["sha256"]) for s in manifest["shards"]]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+class TokenShards:
+    """The shards of a directory as one memory-mapped token stream (EOS between documents)."""
+
+    def __init__(self, root: str | Path, *, verify: bool = False):
+        self.root = Path(root)
+        path = self.root / MANIFEST
+        if not path.is_file():
+            raise CurateError(f"no token shards at {self.root} ({MANIFEST} missing); run `curate tokenize`")
+        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        if self.manifest.get("kind") != "token_shards":
+            raise CurateError(f"{path} is not a token-shard manifest")
+        if verify:
+            self.verify()
+        self.dtype = np.dtype(self.manifest["dtype"])
+        self.arrays = [np.memmap(self.root / s["file"], dtype=self.dtype, mode="r", shape=(s["tokens"],))
+                       for s in self.manifest["shards"]]
+        self.starts = np.concatenate([[0], np.cumsum([len(a) for a in self.arrays])]).astype(np.int64)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["tokenizer"]["vocab_size"])
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.manifest["tokenizer"]["eos_id"])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def verify(self) -> None:
+        """Check every shard against the sha256 in the manifest."""
+        for s in self.manifest["shards"]:
+            if sha256_file(self.root / s["file"]) != s["sha256"]:
+                raise CurateError(f"{self.root / s['file']} does not match its manifest sha256; re-run `curate tokenize`")
+
+    def slice(self, start: int, stop: int) -> np.ndarray:
+        """Tokens ``[start, stop)`` of the stream, across shard boundaries, as int64."""
+        out = np.empty(stop - start, dtype=np.int64)
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        pos, i = start, first
+        while pos < stop:
+            lo = pos - self.starts[i]
+            n = min(stop, self.starts[i + 1]) - pos
+            out[pos - start:pos - start + n] = self.arrays[i][lo:lo + n]
+            pos += n
+            i += 1
+        return out
+
+    def document_offsets(self) -> np.ndarray:
+        """Start of every document in stream coordinates (plus the end)."""
+        parts = [np.load(self.root / s["offsets"])[:-1] + base
+                 for s, base in zip(self.manifest["shards"], self.starts[:-1])]
+        return np.concatenate(parts + [np.array([len(self)], dtype=np.int64)])

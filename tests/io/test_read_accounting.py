@@ -1,0 +1,125 @@
+"""Reading through Spark: read = passed + quarantined, for every kind of bad input."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from curate.io.read import InputSpec, list_input_files, read_documents
+from curate.io.shards import read_stage
+from curate.engine.runner import run_pipeline
+
+
+def _doc(i: int, **extra) -> bytes:
+    return json.dumps({"id": f"doc-{i:03d}", "text": f"Document {i} has some words in it.", **extra}).encode()
+
+
+@pytest.fixture(scope="module")
+def messy_dir(tmp_path_factory) -> Path:
+    """One file per kind of problem, plus good files; 'expected' lists what must happen."""
+    root = tmp_path_factory.mktemp("messy")
+    good = b"\n".join(_doc(i, source="good", meta={"n": i}) for i in range(20)) + b"\n"
+    (root / "good.jsonl").write_bytes(good)
+    (root / "bad.jsonl").write_bytes(b"\n".join([
+        _doc(100),
+        b"{broken json",
+        b"[1, 2, 3]",
+        b'{"id": "t1"}',
+        b'{"id": "t2", "text": null}',
+        b'{"id": "t3", "text": 7}',
+        b'{"id": "t4", "text": "   "}',
+        b'{"id": "t5", "text": "caf\xe9 latin-1 byte"}',
+        b'{"id": "t6", "text": "nul\\u0000inside"}',
+        b'{"text": "no id at all"}',
+        _doc(0),  # duplicate of good.jsonl line 1: quarantined (good.jsonl sorts first? no: bad < good)
+    ]) + b"\n")
+    (root / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + _doc(200) + b"\n")
+    (root / "empty.jsonl").write_bytes(b"")
+    whole = gzip.compress(b"\n".join(_doc(300 + i) for i in range(500)) + b"\n")
+    (root / "cut.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    (root / "ok.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_doc(900) + b"\n" + _doc(901) + b"\n"))
+    return root
+
+
+def test_every_line_is_accounted_for(spark, messy_dir, tmp_path):
+    result = run_pipeline({"name": "messy", "input": str(messy_dir), "output": str(tmp_path / "out"),
+                           "stages": [{"sample": {"fraction": 1.0}}]}, spark=spark, log=lambda m: None)
+    read = result.stats["00-read"]
+    q = read["quarantine_reasons"]
+    assert read["rows_in"] == read["rows_out"] + read["quarantined"]
+    assert q == {"duplicate_id": 1, "empty_text": 1, "invalid_json": 1 + q.get("invalid_json", 0) - 1,
+                 "missing_text": 1, "not_an_object": 1, "null_text": 1, "text_not_string": 1} | (
+        {"invalid_json": q["invalid_json"]})
+    assert 1 <= q["invalid_json"] <= 2  # the broken line, plus the cut-off last line of the .gz if partial
+    assert read["repairs"] == {"bom_stripped": 1, "invalid_utf8_replaced": 1, "nul_removed": 1}
+    problems = {p["file"]: p["reason"] for p in read["file_problems"]}
+    assert problems["empty.jsonl"] == "empty_file"
+    assert problems["cut.jsonl.gz"].startswith("truncated_file")
+    ids = {r.id for r in read_stage(spark, result.output_dir / "00-read").select("id").collect()}
+    assert "bad.jsonl:10" in ids  # generated from path and line
+    assert {"doc-200", "doc-900", "doc-901", "t5", "t6", "doc-300"} <= ids
+    # duplicate id: the first by (file, line) wins -> bad.jsonl line 11 beats good.jsonl line 1
+    dup = [json.loads(line) for f in sorted((result.output_dir / "_quarantine" / "data").iterdir())
+           for line in f.read_text().splitlines() if "duplicate_id" in line]
+    assert [(d["file"], d["line"]) for d in dup] == [("good.jsonl", 1)]
+
+
+def test_carried_columns_survive_every_stage(spark, messy_dir, tmp_path):
+    result = run_pipeline({"name": "carry", "input": str(messy_dir / "good.jsonl"), "output": str(tmp_path / "o"),
+                           "stages": ["exact_dedup", {"sample": {"fraction": 1.0}}]},
+                          spark=spark, log=lambda m: None)
+    final = read_stage(spark, result.final_dir)
+    assert {"id", "text", "source", "meta"} <= set(final.columns)
+    row = final.filter("id = 'doc-003'").first()
+    assert (row.source, row.meta.n) == ("good", 3)
+
+
+def test_parquet_input_missing_ids_and_bad_text(spark, tmp_path):
+    root = tmp_path / "pq"
+    root.mkdir()
+    table = pa.table({"text": ["alpha beta", None, "  ", "gamma"], "source": ["a", "b", "c", "d"]})
+    pq.write_table(table, root / "part.parquet")
+    (root / "zero.parquet").write_bytes(b"")
+    (root / "junk.parquet").write_bytes(b"this is not parquet at all")
+    res = read_documents(spark, InputSpec(str(root)))
+    docs = sorted((r.id, r.text) for r in res.docs.select("id", "text").collect())
+    assert docs == [("part.parquet:1", "alpha beta"), ("part.parquet:4", "gamma")]
+    reasons = sorted((r.file, r.reason.split(":")[0]) for r in res.quarantine.collect())
+    assert reasons == [("junk.parquet", "corrupt_file"), ("part.parquet", "empty_text"),
+                       ("part.parquet", "null_text"), ("zero.parquet", "empty_file")]
+
+
+def test_glob_and_directory_listing_is_sorted_and_relative(messy_dir):
+    root, files = list_input_files(str(messy_dir / "*.jsonl"))
+    assert root == messy_dir.resolve()
+    assert files == sorted(files) and "good.jsonl" in files and "cut.jsonl.gz" not in files
+
+
+@pytest.mark.slow
+def test_single_100mb_document_is_read_and_written(spark, tmp_path):
+    text = ("All work and no play makes Jack a dull boy. " * 2_400_000)[: 100 * 1024 * 1024]
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps({"id": "big", "text": text}) + "\n" + json.dumps({"id": "small", "text": "hi"}) + "\n")
+    result = run_pipeline({"name": "big", "input": str(path), "output": str(tmp_path / "out"),
+                           "stages": [{"head": {"n": 10}}]}, spark=spark, log=lambda m: None)
+    assert result.stats["00-read"]["rows_out"] == 2
+    assert result.stats["00-read"]["chars_out"] == len(text) + 2
+
+
+def test_jsonl_output_keeps_fields_and_is_sorted_by_id(spark, messy_dir, tmp_path):
+    result = run_pipeline({"name": "j", "input": str(messy_dir / "good.jsonl"),
+                           "output": {"path": str(tmp_path / "o"), "format": "jsonl", "rows_per_shard": 8},
+                           "stages": ["exact_dedup"]}, spark=spark, log=lambda m: None)
+    shards = sorted((result.final_dir / "data").glob("part-*.jsonl"))
+    assert len(shards) == 3  # 20 rows, 8 per shard
+    rows = [json.loads(line) for f in shards for line in f.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == [f"doc-{i:03d}" for i in range(20)]
+    for f in shards:
+        ids = [json.loads(line)["id"] for line in f.read_text().splitlines()]
+        assert ids == sorted(ids)
+    assert rows[0].keys() == {"id", "text", "meta", "source"} and isinstance(rows[0]["meta"], dict)
