@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 
 
 import dedup_corpus as corpus  # noqa: E402
+
 from curate.dedup import minhash as mh  # noqa: E402
 
 VENVS = HERE / ".venvs"
@@ -156,8 +157,8 @@ def datasketch_lsh(docs, threshold):
 
 def curate_end_to_end(path: Path, out: Path, threshold: float):
     from curate.core import StageContext
-    from curate.engine.spark import get_spark
     from curate.dedup.minhash_dedup import minhash_dedup
+    from curate.engine.spark import get_spark
 
     spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "8"})
     spark.range(1).count()  # JVM start-up excluded

@@ -57,15 +57,16 @@ def main() -> None:
     results["device"] = str(embedder.device)
     embed_texts(docs[:256], model=embedder, batch_size=args.batch_size)  # warm-up
     for mode in ("first", "mean"):
-        _, secs = timed(lambda: embed_texts(docs, model=embedder, batch_size=args.batch_size, long_docs=mode))
+        _, secs = timed(lambda mode=mode: embed_texts(docs, model=embedder, batch_size=args.batch_size,
+                                                      long_docs=mode))
         results[f"embed_{mode}_docs_per_s"] = round(len(docs) / secs, 1)
     results["model_load_s"] = round(load_s, 2)
     if args.embed_only:
         print(json.dumps(results, indent=2))
         return
+    from curate.targeted.benchmark_similarity import rank_scores
     from curate.targeted.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
     from curate.targeted.ngrams import build_index, scan
-    from curate.targeted.benchmark_similarity import rank_scores
 
     rng = np.random.default_rng(0)
     sample = rng.standard_normal((args.sample, 384)).astype(np.float32)

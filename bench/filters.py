@@ -136,8 +136,12 @@ def offline_nltk() -> None:
 def datatrove_worker(docs_path: Path, result_path: Path) -> None:
     offline_nltk()
     from datatrove.data import Document
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
 
     docs = [json.loads(line) for line in docs_path.read_text(encoding="utf-8").splitlines()]
     made = {"gopher_quality": GopherQualityFilter(), "gopher_repetition": GopherRepetitionFilter(),
@@ -209,7 +213,8 @@ def main() -> None:
     for name in FILTERS:
         a, b = n / dt["seconds"][name], n / py_seconds[name]
         a_cpu, b_cpu = n / dt["cpu"][name], n / py_cpu[name]
-        print(f"{name:<20}{a:>9,.0f} [{a_cpu:>7,.0f}]{b:>13,.0f} [{b_cpu:>7,.0f}]{b / a:>7.1f}x [{b_cpu / a_cpu:>5.1f}x]")
+        print(f"{name:<20}{a:>9,.0f} [{a_cpu:>7,.0f}]{b:>13,.0f} [{b_cpu:>7,.0f}]"
+              f"{b / a:>7.1f}x [{b_cpu / a_cpu:>5.1f}x]")
     py_total, py_cpu_total, dt_cpu_total = sum(py_seconds.values()), sum(py_cpu.values()), sum(dt["cpu"].values())
     print(f"{'all four':<20}{n / dt_total:>9,.0f} [{n / dt_cpu_total:>7,.0f}]{n / py_total:>13,.0f} "
           f"[{n / py_cpu_total:>7,.0f}]{dt_total / py_total:>7.1f}x [{dt_cpu_total / py_cpu_total:>5.1f}x]")

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from proctime import tree_cpu_seconds
 
 from curate.order.knn import knn_graph, synthetic_embeddings
 from curate.order.traverse import HAVE_NUMBA, symmetric_graph, traverse, traverse_reference
-from proctime import tree_cpu_seconds
 
 
 def timed(fn, *args, **kwargs):
@@ -142,7 +142,7 @@ def bench_spark(args) -> dict:
     for cores in args.spark_cores:
         if args.pin and cores > len(available):
             raise SystemExit(f"--spark-cores {cores}: only {len(available)} cores here (or pass --no-pin)")
-        pin = (lambda: os.sched_setaffinity(0, available[:cores])) if args.pin else None
+        pin = (lambda cores=cores: os.sched_setaffinity(0, available[:cores])) if args.pin else None
         child = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--spark-session", str(cores)],
                                stdout=subprocess.PIPE, text=True, check=True, preexec_fn=pin)
         session = json.loads(child.stdout.strip().splitlines()[-1])
@@ -164,7 +164,8 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads for the kNN build")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--spark", action="store_true", help="also time the partitioned Spark stage (see --spark-cores)")
+    parser.add_argument("--spark", action="store_true",
+                        help="also time the partitioned Spark stage (see --spark-cores)")
     parser.add_argument("--spark-docs", type=int, default=200_000)
     parser.add_argument("--cluster-size", type=int, default=25_000)
     parser.add_argument("--spark-cores", type=lambda s: [int(c) for c in s.split(",")], default=[1, 2],

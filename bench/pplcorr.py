@@ -63,7 +63,7 @@ def main() -> None:
             for name, fn in pplcorr.ESTIMATORS.items()]
     estimate = pplcorr.spearmanr(X, y) + rng.normal(0, 1e-9, args.texts)  # tie-free for an exact comparison
     tau = pplcorr.caps_from_tokens(rng.integers(50, 5000, args.texts), 0.1)
-    rows += [(f"projection {name}", lambda f=getattr(pplcorr, name): f(estimate, tau),
+    rows += [(f"projection {name}", lambda n=name: getattr(pplcorr, n)(estimate, tau),
               lambda n=name: getattr(ref_proj, n)(estimate, tau)) for name in ("linear", "l2")]
     for name, ours, theirs in rows:
         t_ours, t_ref = float("inf"), float("inf")

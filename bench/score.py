@@ -63,9 +63,9 @@ def median_pass(passes: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def time_single_process(model_path: Path, texts: list[str], batch: int, passes: int) -> dict:
-    from curate.quality.classifier import load_model
+    from curate.quality.classifier import load_classifier
 
-    clf = load_model(model_path)
+    clf = load_classifier(model_path)
     lines = [clf.normalize(t) for t in texts]
 
     def fold_and_predict():
@@ -166,7 +166,7 @@ def run(args, work: Path) -> None:
         rates = sorted(count / p[1] for p in passes)
         print(f"| {name} | {slots} | {wall:.1f} | {count / wall:,.0f} | {cpu:.1f} | {jvm:.1f} | "
               f"{count / cpu:,.0f} [{rates[0]:,.0f}–{rates[-1]:,.0f}] | {count / cpu / base:.2f} |")
-    for name, slots, count, passes in rows[2:]:
+    for _name, slots, _count, passes in rows[2:]:
         print(f"local[{slots}] JVM CPU s per warm pass, in order: {', '.join(f'{p[2]:.2f}' for p in passes)}")
 
 

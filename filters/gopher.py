@@ -10,8 +10,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from filters import DATA_DIR, Filter, read_word_list, register
-from filters._text import (HAS_LETTER, HAS_WORD_CHAR, duplicated_ngram_chars, duplicates,
-                           nonblank_lines, paragraphs, ratio, top_ngram_chars, word_ids, words)
+from filters._text import (
+    HAS_LETTER,
+    HAS_WORD_CHAR,
+    duplicated_ngram_chars,
+    duplicates,
+    nonblank_lines,
+    paragraphs,
+    ratio,
+    top_ngram_chars,
+    word_ids,
+    words,
+)
 
 BULLETS = ("•", "‣", "◦", "▪", "●", "○", "■", "□", "·", "-", "*", "–")
 ELLIPSES = ("...", "…")

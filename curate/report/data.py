@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from curate.core import CurateError, REJECT_REASON
+from curate.core import REJECT_REASON, CurateError
 
 MANIFEST = "_manifest.json"
 QUARANTINE_DIR = "_quarantine"

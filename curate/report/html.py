@@ -15,7 +15,8 @@ h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2.2rem;
 .sub{color:#666;margin-top:0} .cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:.6rem .9rem;min-width:9rem}
 .card .v{font-size:1.3rem;font-weight:600} .card .k{color:#666;font-size:.8rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem} th,td{border-bottom:1px solid #eee;padding:.25rem .6rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
+th,td{border-bottom:1px solid #eee;padding:.25rem .6rem;text-align:left;vertical-align:top}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums} .grid{display:flex;flex-wrap:wrap;gap:.5rem}
 pre{background:#f7f7f7;padding:.4rem;margin:0;font-size:.75rem;white-space:pre-wrap;max-width:40rem}
 .muted{color:#888} svg{max-width:100%;height:auto}
@@ -159,7 +160,8 @@ def dedup_section(dedups: list[dict]) -> str:
         return ""
     parts = []
     for d in dedups:
-        rows = [("documents removed", num(d["removed"]))] + [(k.replace("_", " "), num(v)) for k, v in d["details"].items()]
+        rows = [("documents removed", num(d["removed"]))]
+        rows += [(k.replace("_", " "), num(v)) for k, v in d["details"].items()]
         parts.append(f"<h3>{esc(d['step'])}</h3>" + table(["", ""], rows, numeric=(1,), table_id=f"dedup-{d['step']}"))
         sizes = d["component_sizes"]
         if sizes:
@@ -192,8 +194,9 @@ def mixture_section(mixtures: list[tuple[str, dict]]) -> str:
     parts = []
     for path, m in mixtures:
         names = list(m["sources"])
-        rows = [(n, num(s.get("weight")), num(s["target_tokens"]), num(s["tokens"]), pct(s["tokens"], m["total_tokens"]),
-                 num(s["documents"]), f"{s['epochs']:.3f}", "yes" if s.get("capped") else "")
+        rows = [(n, num(s.get("weight")), num(s["target_tokens"]), num(s["tokens"]),
+                 pct(s["tokens"], m["total_tokens"]), num(s["documents"]), f"{s['epochs']:.3f}",
+                 "yes" if s.get("capped") else "")
                 for n, s in m["sources"].items()]
         parts.append(f"<h3>{esc(m.get('name', 'mixture'))}</h3><p class=\"sub\">{esc(path)} · tokens: "
                      f"{esc(m.get('token_count'))}</p>")
