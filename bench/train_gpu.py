@@ -34,7 +34,8 @@ GPT2_VOCAB = 50304  # GPT-2's 50257 rounded up to a multiple of 64
 
 def synthetic_shards(root: Path, tokens: int, vocab: int, seed: int = 0) -> Path:
     """Random token ids in the `curate tokenize` layout (one shard, offsets, manifest)."""
-    from curate.train.shards import MANIFEST, fingerprint, sha256_file
+    from curate.integrity import sha256_file
+    from curate.train.shards import MANIFEST, fingerprint
 
     root.mkdir(parents=True, exist_ok=True)
     ids = np.random.default_rng(seed).integers(1, vocab, size=tokens, dtype=np.uint16)

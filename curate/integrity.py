@@ -1,8 +1,24 @@
-"""Integrity: file hashes, sha256 sidecars, atomic directories (stdlib only)."""
+"""Integrity: file hashes, sha256 sidecars, verified loading, atomic files and directories (stdlib only).
+
+A sidecar ``<file>.sha256`` holds ``"<hex>  <name>\\n"`` (the ``sha256sum`` format). Every
+model or tokenizer file is checked with :func:`verify_file` before it is loaded: a missing
+sidecar or a different hash is a :class:`~curate.core.CurateError`, never a load.
+"""
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from curate.core import CurateError
+
+SIDECAR_SUFFIX = ".sha256"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, expected) -> verified sha256
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -12,3 +28,129 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- sidecars
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``MODEL.bin`` -> ``MODEL.bin.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(path: str | Path, target: str | Path | None = None) -> str:
+    """Hash ``path`` and write the sidecar of ``target`` (default ``path``); return the digest.
+
+    ``target`` lets a file staged under a temporary name get the sidecar of its final name.
+    """
+    target = Path(target or path)
+    digest = sha256_file(path)
+    write_text_atomic(sidecar_path(target), f"{digest}  {target.name}\n")
+    return digest
+
+
+def read_sidecar(path: str | Path) -> str | None:
+    """The digest recorded in ``path``'s sidecar; None when there is no sidecar."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return None
+    fields = sidecar.read_text(encoding="utf-8").split()
+    digest = fields[0].lower() if fields else ""
+    if not _HEX64.fullmatch(digest):
+        raise CurateError(f"{sidecar} does not start with a sha256 hex digest")
+    return digest
+
+
+def expected_sha256(path: str | Path) -> str:
+    """The digest in ``path``'s sidecar; a CurateError saying how to create it when absent."""
+    digest = read_sidecar(path)
+    if digest is None:
+        sidecar = sidecar_path(path)
+        raise CurateError(f"{path} has no sha256 sidecar {sidecar.name}; once you trust the file, create it "
+                          f"with `sha256sum {Path(path).name} > {sidecar.name}` (in its directory)")
+    return digest
+
+
+def verify_file(path: str | Path, *, what: str = "file") -> str:
+    """Check ``path`` against its sidecar and return its sha256, or raise CurateError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CurateError(f"{what} not found: {path}")
+    return verify_digest(path, expected_sha256(path), what=what, source="its sidecar")
+
+
+def verify_digest(path: str | Path, expected: str, *, what: str = "file", source: str = "the expected hash") -> str:
+    """Check that ``path`` hashes to ``expected`` (recorded in ``source``); return it or raise CurateError.
+
+    A file is hashed once per process while its size, mtime and expected hash stay the same.
+    """
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
+    if key not in _VERIFIED:
+        actual = sha256_file(path)
+        if actual != expected:
+            raise CurateError(f"{what} {path} has sha256 {actual[:16]}… but {source} says {expected[:16]}…; "
+                              "the file is corrupt or was replaced — refusing to load it")
+        _VERIFIED[key] = actual
+    return _VERIFIED[key]
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def temp_sibling(final: str | Path, tag: str | None = None) -> Path:
+    """A hidden temporary path beside ``final`` (``.tmp-<name>-<tag or pid>``)."""
+    final = Path(final)
+    return final.with_name(f".tmp-{final.name}-{tag if tag is not None else os.getpid()}")
+
+
+@contextmanager
+def atomic_file(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; on success rename it onto ``final``, on error remove it."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def atomic_dir(final: str | Path, *, tag: str | None = None) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside ``final``; on success it replaces ``final``.
+
+    An existing ``final`` is moved aside, the new directory renamed in and the old one removed.
+    On any error the temporary directory is removed and ``final`` is left as it was.
+    ``tag`` names the temporary directory (default: the process id) so that several
+    processes (ranks) can find the same one.
+    """
+    final = Path(final)
+    tmp = temp_sibling(final, tag)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        _swap_in(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = temp_sibling(final, f"old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -12,47 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from curate.quality.classifier import expected_sha256, sha256_file
 from curate.core import CurateError
+from curate.integrity import verify_file
 from filters import Filter, register
 
 LABEL_PREFIX = "__label__"
-_MODELS: dict[tuple[str, str], Any] = {}  # (path, sha256) -> loaded model
-_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) -> checked sha256
+_MODELS: dict[tuple[str, str], Any] = {}  # (path, sha256) -> loaded fastText model
 
 
-def verified_sha256(path: Path) -> str:
-    """The model's sha256, after checking it against the ``.sha256`` sidecar."""
-    if not path.is_file():
-        raise CurateError(f"lang_id: model file not found: {path}")
-    expected = expected_sha256(path)
-    actual = sha256_file(path)
-    if actual != expected:
-        raise CurateError(f"lang_id: {path} does not match its sha256 sidecar "
-                          f"(expected {expected[:12]}…, got {actual[:12]}…)")
-    return actual
-
-
-def load_model(path: str | Path):
-    """Load (once per process, keyed by path and sha256) a verified fastText model.
-
-    The file is hashed once per process and path; later calls only ``stat`` it, and a
-    changed file (size or mtime) is verified and loaded again.
-    """
+def load_fasttext(path: str | Path, *, what: str = "lang_id: model") -> tuple[Any, str]:
+    """(model, sha256) of a fastText ``.bin``, loaded only after it matches its ``.sha256``
+    sidecar; once per process and content (a changed file is verified and loaded again)."""
     path = Path(path).resolve()
-    try:
-        stat = path.stat()
-    except OSError:
-        raise CurateError(f"lang_id: model file not found: {path}") from None
-    seen = (str(path), stat.st_mtime_ns, stat.st_size)
-    if seen not in _VERIFIED:
-        _VERIFIED[seen] = verified_sha256(path)
-    key = (str(path), _VERIFIED[seen])
+    key = (str(path), verify_file(path, what=what))
     if key not in _MODELS:
         import fasttext
 
         _MODELS[key] = fasttext.load_model(str(path))
-    return _MODELS[key]
+    return _MODELS[key], key[1]
 
 
 @register("lang_id")
@@ -77,7 +54,7 @@ class LangId(Filter):
     def _model(self):
         if not self.model:
             raise CurateError("lang_id: set `model` to a fastText language-ID model (see `curate langid train`)")
-        return load_model(self.model)
+        return load_fasttext(self.model)[0]
 
     def setup(self) -> None:
         self._model()

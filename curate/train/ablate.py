@@ -81,7 +81,7 @@ def _tokenizer(spec: AblationSpec, out: Path) -> Path:
     from itertools import chain
 
     from curate.train.mix import iter_mixture_texts
-    from curate.train.shards import sample_texts, train_tokenizer
+    from curate.train.tokenizer import sample_texts, train_tokenizer
 
     if spec.tokenizer_path is not None:
         return spec.tokenizer_path

@@ -7,7 +7,8 @@ and Flash attention through ``scaled_dot_product_attention``.
 
 Checkpoints (``<out>/checkpoints/step-NNNNNNNN/``) are written to a temporary directory and
 renamed: ``model.safetensors``, ``optim.pt`` (tensors and plain containers only, loaded with
-``torch.load(weights_only=True)``), ``rng-rank<R>.pt`` and ``meta.json`` (step = data
+``torch.load(weights_only=True)``; both with sha256 sidecars checked before loading),
+``rng-rank<R>.pt`` and ``meta.json`` (step = data
 position, world size, batch layout, the token-shard fingerprint). Resuming continues with
 exactly the next batch and refuses when the shards or the batch layout changed.
 """
@@ -23,11 +24,13 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 
 from curate.core import CurateError
+from curate.integrity import atomic_dir, temp_sibling, verify_file, write_sidecar, write_text_atomic
 from curate.train.config import ModelConfig, TrainConfig, validate
 
 # bf16 dense peak FLOP/s per GPU, matched against torch.cuda.get_device_name()
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12,
               "A10G": 125e12, "L4": 121e12, "RTX 4090": 165e12, "V100": 125e12}
+CHECKED_FILES = ("model.safetensors", "optim.pt")  # checkpoint files with sha256 sidecars
 
 
 def lr_at(step: int, cfg) -> float:
@@ -126,31 +129,36 @@ def _rng_state(device: str) -> dict:
 
 
 def save_checkpoint(root: Path, step: int, model, opt, meta: dict, d: Dist, device: str, keep: int) -> Path:
-    """Write ``step-NNNNNNNN`` atomically (temp dir, rename, then the ``latest`` pointer)."""
+    """Write ``step-NNNNNNNN`` atomically (temp dir, rename, then the ``latest`` pointer).
+
+    ``model.safetensors`` and ``optim.pt`` get sha256 sidecars, checked again on resume.
+    """
     import torch
     from safetensors.torch import save_model
 
     name = f"step-{step:08d}"
-    final, tmp = root / name, root / f".tmp-{name}"
+    final = root / name
+    with _checkpoint_dir(final, d) as tmp:
+        barrier(d)  # rank 0 has created the directory
+        torch.save(_rng_state(device), tmp / f"rng-rank{d.rank}.pt")
+        barrier(d)
+        if d.main:
+            save_model(model, str(tmp / "model.safetensors"))
+            torch.save(opt.state_dict(), tmp / "optim.pt")
+            for file in CHECKED_FILES:
+                write_sidecar(tmp / file)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
     if d.main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier(d)
-    torch.save(_rng_state(device), tmp / f"rng-rank{d.rank}.pt")
-    barrier(d)
-    if d.main:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(opt.state_dict(), tmp / "optim.pt")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        pointer_tmp = root / f".latest-{os.getpid()}"
-        pointer_tmp.write_text(name + "\n", encoding="utf-8")
-        os.replace(pointer_tmp, root / "latest")
+        write_text_atomic(root / "latest", name + "\n")
         for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     barrier(d)
     return final
+
+
+def _checkpoint_dir(final: Path, d: Dist):
+    """The temporary checkpoint directory: created and renamed into place by rank 0, shared by all ranks."""
+    return atomic_dir(final, tag="ckpt") if d.main else nullcontext(temp_sibling(final, "ckpt"))
 
 
 def check_resumable(meta: dict, expected: dict, path: Path) -> None:
@@ -170,6 +178,8 @@ def load_checkpoint(path: Path, model, opt, d: Dist, device: str) -> int:
     import torch
     from safetensors.torch import load_model
 
+    for file in CHECKED_FILES:
+        verify_file(path / file, what="checkpoint file")
     load_model(model, str(path / "model.safetensors"), device=str(device))
     opt.load_state_dict(torch.load(path / "optim.pt", map_location=device, weights_only=True))
     rng = torch.load(path / f"rng-rank{d.rank}.pt", weights_only=True)
@@ -283,14 +293,38 @@ def train(cfg: TrainConfig, *, resume: bool = True, stop_after: int | None = Non
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int | None,
-           record_contexts: bool) -> TrainResult:
+@dataclass
+class Run:
+    """What one training run holds, built by :func:`setup_run`."""
+
+    cfg: TrainConfig
+    d: Dist
+    device: str
+    mcfg: ModelConfig
+    layout: object  # curate.train.data.Layout
+    shards: object  # curate.train.shards.TokenShards
+    stream: object
+    heldout: object
+    model: object  # the bare model (checkpoints, evaluation)
+    net: object  # what the step runs: compiled and/or DDP-wrapped model
+    opt: object
+    expected: dict  # what a checkpoint must match to be resumed
+    start: int
+
+    def meta(self, step: int) -> dict:
+        layout = self.layout
+        return {**self.expected, "step": step, "samples_seen": step * layout.global_batch,
+                "micro_batch": layout.micro_batch, "grad_accum": layout.grad_accum,
+                "config": self.cfg.to_dict(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def setup_run(cfg: TrainConfig, d: Dist, device: str, resume: bool) -> Run:
+    """Data streams, model, optimizer, the checkpoint to resume from, compile and DDP."""
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from curate.train.data import BatchLoader, Layout
-    from curate.train.evaluate import autocast_for
-    from curate.train.model import GPT, flops_per_token, param_groups
+    from curate.train.data import Layout
+    from curate.train.model import GPT, param_groups
 
     cuda = device.startswith("cuda")
     if cfg.cpu_threads and not cuda:
@@ -309,13 +343,9 @@ def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int
                             fused=True if cuda else None)
     expected = {"shards_fingerprint": shards.fingerprint, "world": d.world,
                 "global_batch": layout.global_batch, "model": asdict(mcfg)}
-    root = checkpoint_root(cfg)
-    start = 0
-    ckpt = latest_checkpoint(root) if resume else None
-    if ckpt is not None:
-        check_resumable(json.loads((ckpt / "meta.json").read_text(encoding="utf-8")), expected, ckpt)
-        start = load_checkpoint(ckpt, model, opt, d, device)
-    if ckpt is None:
+    start = _resume(cfg, d, device, model, opt, expected) if resume else None
+    if start is None:
+        start = 0
         torch.manual_seed(cfg.seed + 1 + d.rank)  # per-rank stream for dropout
 
     net = model
@@ -323,66 +353,106 @@ def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int
         net = torch.compile(net)
     if d.world > 1:
         net = DDP(net, device_ids=[d.local_rank] if cuda else None)
+    return Run(cfg, d, device, mcfg, layout, shards, stream, heldout, model, net, opt, expected, start)
 
-    loader = BatchLoader(stream, layout, d.rank, start, device=device, prefetch=cfg.data.prefetch)
+
+def _resume(cfg: TrainConfig, d: Dist, device: str, model, opt, expected: dict) -> int | None:
+    """Restore the latest checkpoint and return its step (None when there is none)."""
+    ckpt = latest_checkpoint(checkpoint_root(cfg))
+    if ckpt is None:
+        return None
+    check_resumable(json.loads((ckpt / "meta.json").read_text(encoding="utf-8")), expected, ckpt)
+    return load_checkpoint(ckpt, model, opt, d, device)
+
+
+def forward_backward_step(run: Run, x, y, last_micro: bool, autocast):
+    """Loss of one micro-batch (scaled for accumulation), back-propagated; gradients are
+    all-reduced across ranks on the last micro-batch only. Returns the detached loss."""
+    sync = nullcontext() if run.d.world == 1 or last_micro else run.net.no_sync()
+    with sync:
+        with autocast:
+            loss = run.net(x, y) / run.layout.grad_accum
+        loss.backward()
+    return loss.detach()
+
+
+def train_step(run: Run, loader, step: int, autocast, contexts: list | None = None):
+    """One optimizer step over ``grad_accum`` micro-batches: (summed loss, grad norm or None, lr).
+    ``contexts``: append the context indices this rank trains on."""
+    import torch
+
+    o, layout = run.cfg.optim, run.layout
+    lr = lr_at(step, o)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    step_loss = torch.zeros((), device=run.device)
+    for micro in range(layout.grad_accum):
+        if contexts is not None:
+            contexts.append([run.stream.context_index(s) for s in layout.samples(step, micro, run.d.rank)])
+        x, y = next(loader)
+        step_loss += forward_backward_step(run, x, y, micro == layout.grad_accum - 1, autocast)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), o.grad_clip) if o.grad_clip > 0 else None
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    return step_loss, grad_norm, lr
+
+
+class _Meter:
+    """Losses and throughput since the last train log record."""
+
+    def __init__(self, run: Run, loader, start: int):
+        from curate.train.model import flops_per_token
+
+        self.run, self.loader = run, loader
+        self.fpt = flops_per_token(run.mcfg, run.model.num_params())
+        self.peak = run.cfg.log.peak_flops or detect_peak_flops(run.device)
+        self.tokens_per_step = run.layout.global_batch * run.mcfg.context
+        self.pending: list = []
+        self.t_last, self.wait_last, self.step_last = time.perf_counter(), 0.0, start
+
+    def add(self, step: int, loss, grad_norm) -> None:
+        self.pending.append((step, loss, grad_norm))
+
+    def record(self, done: int, lr: float, losses: dict[int, float]) -> dict:
+        """The ``train`` log record for the steps since the last one; fills ``losses``; resets."""
+        import torch
+
+        elapsed = time.perf_counter() - self.t_last
+        for s, l, _ in self.pending:
+            losses[s] = float(l)
+        mean_loss = float(mean_across(self.run.d, torch.stack([l for _, l, _ in self.pending]).mean()))
+        tps = self.tokens_per_step * (done - self.step_last) / max(elapsed, 1e-9)
+        grad_norm = self.pending[-1][2]
+        record = {"event": "train", "step": done, "loss": mean_loss, "lr": lr,
+                  "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                  "tokens_per_s": tps, "mfu": tps * self.fpt / (self.peak * self.run.d.world) if self.peak else None,
+                  "data_wait": (self.loader.wait_seconds - self.wait_last) / max(elapsed, 1e-9),
+                  "elapsed_s": elapsed}
+        self.pending, self.t_last = [], time.perf_counter()
+        self.wait_last, self.step_last = self.loader.wait_seconds, done
+        return record
+
+
+def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int | None,
+           record_contexts: bool) -> TrainResult:
+    from curate.train.data import BatchLoader
+    from curate.train.evaluate import autocast_for
+
+    run = setup_run(cfg, d, device, resume)
+    start, o = run.start, cfg.optim
+    loader = BatchLoader(run.stream, run.layout, d.rank, start, device=device, prefetch=cfg.data.prefetch)
     logger = Logger(cfg, d, start)
-    n_params = model.num_params()
-    fpt = flops_per_token(mcfg, n_params)
-    peak = cfg.log.peak_flops or detect_peak_flops(device)
-    tokens_per_step = layout.global_batch * mcfg.context
-    result = TrainResult({}, start, [], [], n_params)
-    pending: list = []
-    t_last, wait_last, step_last = time.perf_counter(), 0.0, start
+    meter = _Meter(run, loader, start)
+    result = TrainResult({}, start, [], [], run.model.num_params())
     autocast = autocast_for(device)
-
-    def meta(step: int) -> dict:
-        return {**expected, "step": step, "samples_seen": step * layout.global_batch,
-                "micro_batch": layout.micro_batch, "grad_accum": layout.grad_accum,
-                "config": cfg.to_dict(), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
     try:
         for step in range(start, o.max_steps):
-            lr = lr_at(step, o)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            step_loss = torch.zeros((), device=device)
-            for micro in range(layout.grad_accum):
-                if record_contexts:
-                    samples = layout.samples(step, micro, d.rank)
-                    result.contexts.append([stream.context_index(s) for s in samples])
-                x, y = next(loader)
-                sync = nullcontext() if d.world == 1 or micro == layout.grad_accum - 1 else net.no_sync()
-                with sync:
-                    with autocast:
-                        loss = net(x, y) / layout.grad_accum
-                    loss.backward()
-                step_loss += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip) if o.grad_clip > 0 else None
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            pending.append((step, step_loss, grad_norm))
+            loss, grad_norm, lr = train_step(run, loader, step, autocast,
+                                             result.contexts if record_contexts else None)
+            meter.add(step, loss, grad_norm)
             done = step + 1
             logger.advance()
-
-            if done % max(cfg.log.every, 1) == 0 or done == o.max_steps or done == stop_after:
-                now = time.perf_counter()
-                elapsed = now - t_last
-                for s, l, _ in pending:
-                    result.losses[s] = float(l)
-                mean_loss = float(mean_across(d, torch.stack([l for _, l, _ in pending]).mean()))
-                tps = tokens_per_step * (done - step_last) / max(elapsed, 1e-9)
-                logger.log({"event": "train", "step": done, "loss": mean_loss, "lr": lr,
-                            "grad_norm": float(pending[-1][2]) if pending[-1][2] is not None else None,
-                            "tokens_per_s": tps, "mfu": tps * fpt / (peak * d.world) if peak else None,
-                            "data_wait": (loader.wait_seconds - wait_last) / max(elapsed, 1e-9),
-                            "elapsed_s": elapsed})
-                pending, t_last, wait_last, step_last = [], time.perf_counter(), loader.wait_seconds, done
-            if (cfg.eval.every and done % cfg.eval.every == 0) or done == o.max_steps:
-                record = evaluate_model(cfg, model, shards, heldout, mcfg, d, device, done)
-                result.evals.append(record)
-                logger.log(record)
-            if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == o.max_steps:
-                save_checkpoint(root, done, model, opt, meta(done), d, device, cfg.checkpoint.keep)
+            _after_step(run, done, lr, stop_after, meter, logger, result)
             result.step = done
             if stop_after is not None and done >= stop_after:
                 break
@@ -392,10 +462,25 @@ def _train(cfg: TrainConfig, d: Dist, device: str, resume: bool, stop_after: int
     return result
 
 
+def _after_step(run: Run, done: int, lr: float, stop_after: int | None, meter: _Meter, logger: Logger,
+                result: TrainResult) -> None:
+    """Log, evaluate and checkpoint when their intervals (or the last step) come."""
+    cfg, last = run.cfg, run.cfg.optim.max_steps
+    if done % max(cfg.log.every, 1) == 0 or done == last or done == stop_after:
+        logger.log(meter.record(done, lr, result.losses))
+    if (cfg.eval.every and done % cfg.eval.every == 0) or done == last:
+        record = evaluate_model(cfg, run.model, run.shards, run.heldout, run.mcfg, run.d, run.device, done)
+        result.evals.append(record)
+        logger.log(record)
+    if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == last:
+        save_checkpoint(checkpoint_root(cfg), done, run.model, run.opt, run.meta(done), run.d, run.device,
+                        cfg.checkpoint.keep)
+
+
 def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, d: Dist, device: str,
                    step: int) -> dict:
     """Held-out loss and benchmark accuracy on rank 0 (the others wait)."""
-    from curate.train.shards import load_tokenizer
+    from curate.train.tokenizer import load_tokenizer
     from curate.train.evaluate import benchmark_name, heldout_loss, load_benchmark, multiple_choice_accuracy
 
     record: dict = {"event": "eval", "step": step}

@@ -17,10 +17,7 @@ Single process (pyarrow); the output is a stage-like directory::
 from __future__ import annotations
 
 import glob as globlib
-import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -29,8 +26,9 @@ import numpy as np
 import yaml
 
 from curate.core import CurateError
+from curate.integrity import atomic_dir, sha256_file
 from curate.io.jsonl import read_records
-from curate.train.shards import sha256_file
+from curate.train.sampling import seeded_hash64
 
 SPEC_KEYS = {"name", "sources", "total_tokens", "seed", "max_epochs", "tokenizer",
              "bytes_per_token", "rows_per_shard"}
@@ -163,7 +161,7 @@ def _is_data_file(p: Path) -> bool:
     return p.is_file() and p.name.endswith((".parquet", ".jsonl", ".jsonl.gz", ".json"))
 
 
-def read_documents(path: Path):
+def read_source_table(path: Path):
     """Read ``id``, ``text`` and, when present, ``order``/``group`` into one pyarrow Table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -204,7 +202,7 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
 def token_counter(spec: MixtureSpec) -> Callable[[list[str]], np.ndarray]:
     """Exact counts with the spec's tokenizer (+1 for EOS), else ceil(UTF-8 bytes / bytes_per_token)."""
     if spec.tokenizer is not None:
-        from curate.train.shards import load_tokenizer
+        from curate.train.tokenizer import load_tokenizer
 
         tok = load_tokenizer(spec.tokenizer)
 
@@ -235,12 +233,6 @@ def build_units(table, tokens: np.ndarray) -> list[Unit]:
         rows.sort(key=lambda i: (order[i] if order[i] is not None else 0, ids[i]))
         units.append(Unit(f"group:{g}", rows, int(tokens[rows].sum())))
     return units
-
-
-def stable_hash(seed: int, *parts: object) -> int:
-    """A 64-bit hash of ``(seed, parts)``: the only source of randomness in a mixture."""
-    digest = hashlib.blake2b(repr((seed,) + parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
 
 
 # --------------------------------------------------------------------------- targets
@@ -289,7 +281,7 @@ def choose_units(units: list[Unit], target: int, seed: int, source: str) -> list
     full, rest = divmod(target, total)
     chosen = [(e, u) for e in range(full) for u in units]
     if rest:
-        ranked = sorted(units, key=lambda u: (stable_hash(seed, "pick", source, full, u.key), u.key))
+        ranked = sorted(units, key=lambda u: (seeded_hash64(seed, "pick", source, full, u.key), u.key))
         got = 0
         for u in ranked:
             if got >= rest:
@@ -307,14 +299,12 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
     import pyarrow as pa
 
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not overwrite:
-            raise CurateError(f"{out_dir} exists; pass --force to rebuild the mixture")
-        shutil.rmtree(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise CurateError(f"{out_dir} exists; pass --force to rebuild the mixture")
     count = token_counter(spec)
     sources = []
     for s in spec.sources:
-        table = read_documents(s.path)
+        table = read_source_table(s.path)
         tokens = count(table.column("text").to_pylist()) if table.num_rows else np.zeros(0, np.int64)
         sources.append(Source(s, table.append_column("tokens", pa.array(tokens, pa.int64())),
                               build_units(table, tokens)))
@@ -324,15 +314,21 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
     picks = []  # (sort key, source index, epoch, unit)
     for si, src in enumerate(sources):
         for epoch, unit in choose_units(src.units, targets[src.spec.name], spec.seed, src.spec.name):
-            picks.append((stable_hash(spec.seed, "order", src.spec.name, epoch, unit.key),
+            picks.append((seeded_hash64(spec.seed, "order", src.spec.name, epoch, unit.key),
                           src.spec.name, epoch, unit.key, si, unit))
     picks.sort(key=lambda p: p[:4])
 
-    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    shards = _write_shards(tmp / "data", _rows(picks, sources), spec.rows_per_shard)
-    manifest = {
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "data").mkdir()
+        shards = _write_shards(tmp / "data", _rows(picks, sources), spec.rows_per_shard)
+        manifest = _manifest(spec, sources, targets, picks, shards)
+        (tmp / "_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    return manifest
+
+
+def _manifest(spec: MixtureSpec, sources: list[Source], targets: dict[str, int], picks: list,
+              shards: list[dict]) -> dict:
+    return {
         "kind": "mixture", "name": spec.name, "seed": spec.seed,
         "token_count": "tokenizer" if spec.tokenizer else f"estimate: utf-8 bytes / {spec.bytes_per_token}",
         "total_tokens_requested": spec.total_tokens,
@@ -341,9 +337,6 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
         "sources": {src.spec.name: _source_stats(src, targets[src.spec.name], picks) for src in sources},
         "shards": shards,
     }
-    (tmp / "_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, out_dir)
-    return manifest
 
 
 def _rows(picks: list, sources: list[Source]) -> Iterator[dict]:

@@ -1,8 +1,5 @@
-"""Tokenizers and token shards: what the training loop reads.
+"""Token shards: what the training loop reads (tokenizers: :mod:`curate.train.tokenizer`).
 
-- :func:`train_tokenizer` trains a byte-level BPE (GPT-2 style, Radford et al. 2019) with
-  Hugging Face ``tokenizers`` on a seeded sample of a corpus and writes ``tokenizer.json``
-  plus a ``.sha256`` sidecar; :func:`load_tokenizer` checks the sidecar before loading.
 - :func:`write_token_shards` encodes documents in mixture order, appends EOS after each,
   and writes flat ``uint16``/``uint32`` arrays (``shard-NNNNN.bin``) with document offsets
   (``shard-NNNNN.idx.npy``, int64, ``documents + 1`` entries), both memory-mappable, and a
@@ -15,95 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
 from curate.core import CurateError
+from curate.integrity import atomic_dir, atomic_file, sha256_file, write_sidecar
+from curate.train.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer, tokenizer_file
 
-EOS = "<|endoftext|>"
 MANIFEST = "_manifest.json"
-TOKENIZER_FILE = "tokenizer.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- tokenizer
-
-
-def sample_texts(batches: Iterable[list[str]], *, fraction: float = 1.0, max_chars: int | None = None,
-                 seed: int = 0) -> Iterator[str]:
-    """A deterministic sample: keep text ``i`` when a seeded hash of ``i`` falls under ``fraction``."""
-    from curate.train.mix import stable_hash
-
-    index, chars = 0, 0
-    for batch in batches:
-        for text in batch:
-            keep = fraction >= 1.0 or stable_hash(seed, "tok-sample", index) < fraction * 2**64
-            index += 1
-            if not keep or not text:
-                continue
-            if max_chars is not None and chars >= max_chars:
-                return
-            chars += len(text)
-            yield text
-
-
-def train_tokenizer(texts: Iterable[str], out_path: str | Path, *, vocab_size: int = 8192,
-                    min_frequency: int = 2) -> Path:
-    """Train a byte-level BPE tokenizer with ``<|endoftext|>`` as id 0; write JSON + sha256."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    if vocab_size < 300:
-        raise CurateError("vocab_size must be at least 300 (256 byte symbols + merges + EOS)")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    tok.save(str(tmp))
-    write_sidecar(tmp, out_path)
-    os.replace(tmp, out_path)
-    return out_path
-
-
-def write_sidecar(path: Path, target: Path | None = None) -> None:
-    target = target or path
-    Path(f"{target}.sha256").write_text(f"{sha256_file(path)}  {target.name}\n", encoding="utf-8")
-
-
-def load_tokenizer(path: str | Path):
-    """Load ``tokenizer.json`` (or a directory holding one), checking its sha256 sidecar."""
-    from tokenizers import Tokenizer
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / TOKENIZER_FILE
-    if not path.is_file():
-        raise CurateError(f"tokenizer not found: {path}; train one with `curate tokenizer train`")
-    sidecar = Path(f"{path}.sha256")
-    if sidecar.exists():
-        expected = sidecar.read_text(encoding="utf-8").split()[0]
-        if sha256_file(path) != expected:
-            raise CurateError(f"{path} does not match its sha256 sidecar; refusing to load it")
-    tok = Tokenizer.from_file(str(path))
-    if tok.token_to_id(EOS) is None:
-        raise CurateError(f"{path} has no {EOS} token; train it with `curate tokenizer train`")
-    return tok
 
 
 # --------------------------------------------------------------------------- shards
@@ -129,10 +48,8 @@ def write_shard(out_dir: Path, index: int, docs: list[np.ndarray], dtype: np.dty
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     np.cumsum([len(d) for d in docs], out=offsets[1:])
     for suffix, write in ((".bin", tokens.tofile), (".idx.npy", lambda f: np.save(f, offsets))):
-        tmp = out_dir / f".{name}{suffix}.{os.getpid()}"
-        with open(tmp, "wb") as fh:
+        with atomic_file(out_dir / f"{name}{suffix}") as tmp, open(tmp, "wb") as fh:
             write(fh)
-        os.replace(tmp, out_dir / f"{name}{suffix}")
     return {"file": f"{name}.bin", "offsets": f"{name}.idx.npy", "tokens": int(len(tokens)),
             "documents": len(docs), "sha256": sha256_file(out_dir / f"{name}.bin"),
             "offsets_sha256": sha256_file(out_dir / f"{name}.idx.npy")}
@@ -163,37 +80,31 @@ def write_token_shards(batches: Iterable[list[str]], tokenizer_path: str | Path,
                        shard_tokens: int = 1 << 26, source: str = "", overwrite: bool = False) -> dict:
     """Encode text batches (in order) into token shards under ``out_dir`` atomically; return the manifest."""
     out_dir = Path(out_dir)
-    tok, tok_file, tmp = _prepare(tokenizer_path, out_dir, overwrite)
+    tok, tok_file = _prepare(tokenizer_path, out_dir, overwrite)
     eos_id, dtype = tok.token_to_id(EOS), token_dtype(tok.get_vocab_size())
-    writer = _ShardWriter(tmp, dtype, shard_tokens)
-    for texts in batches:
-        for doc in encode_documents(tok, [t or "" for t in texts], eos_id, dtype):
-            writer.add(doc)
-    writer.flush()
-    return _finish(tmp, out_dir, writer.shards, tok, tok_file, source)
+    with atomic_dir(out_dir) as tmp:
+        writer = _ShardWriter(tmp, dtype, shard_tokens)
+        for texts in batches:
+            for doc in encode_documents(tok, [t or "" for t in texts], eos_id, dtype):
+                writer.add(doc)
+        writer.flush()
+        return _finish(tmp, writer.shards, tok, tok_file, source)
 
 
 def _prepare(tokenizer_path: str | Path, out_dir: Path, overwrite: bool):
-    """Check the output, load the tokenizer, make the temporary directory."""
-    if out_dir.exists():
-        if not overwrite:
-            raise CurateError(f"{out_dir} exists; pass --force to rewrite the token shards")
-        shutil.rmtree(out_dir)
-    tok = load_tokenizer(tokenizer_path)
-    tok_file = Path(tokenizer_path) / TOKENIZER_FILE if Path(tokenizer_path).is_dir() else Path(tokenizer_path)
-    tmp = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tok, tok_file, tmp
+    """Check the output may be (re)written; load the verified tokenizer."""
+    if out_dir.exists() and not overwrite:
+        raise CurateError(f"{out_dir} exists; pass --force to rewrite the token shards")
+    return load_tokenizer(tokenizer_path, require_eos=True), tokenizer_file(tokenizer_path)
 
 
-def _finish(tmp: Path, out_dir: Path, shards: list[dict], tok, tok_file: Path, source: str) -> dict:
-    """Copy the tokenizer in, write the manifest, rename the directory into place."""
+def _finish(tmp: Path, shards: list[dict], tok, tok_file: Path, source: str) -> dict:
+    """Copy the tokenizer in and write the manifest (the caller renames the directory into place)."""
     shutil.copyfile(tok_file, tmp / TOKENIZER_FILE)
-    write_sidecar(tmp / TOKENIZER_FILE)
+    tok_sha256 = write_sidecar(tmp / TOKENIZER_FILE)
     manifest = {
         "kind": "token_shards", "source": source, "dtype": token_dtype(tok.get_vocab_size()).name,
-        "tokenizer": {"file": TOKENIZER_FILE, "sha256": sha256_file(tok_file),
+        "tokenizer": {"file": TOKENIZER_FILE, "sha256": tok_sha256,
                       "vocab_size": tok.get_vocab_size(), "eos_id": tok.token_to_id(EOS)},
         "tokens": sum(s["tokens"] for s in shards),
         "documents": sum(s["documents"] for s in shards),
@@ -201,7 +112,6 @@ def _finish(tmp: Path, out_dir: Path, shards: list[dict], tok, tok_file: Path, s
     }
     manifest["fingerprint"] = fingerprint(manifest)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, out_dir)
     return manifest
 
 
@@ -214,17 +124,23 @@ def tokenize_spark(spark, mixture_dir: str | Path, tokenizer_path: str | Path, o
     (which must be on a filesystem the executors share). Only one summary row per shard comes
     back to the driver. The token stream equals the single-process one.
     """
-    import pandas as pd
-    from pyspark.sql import functions as F
-
     mixture_dir, out_dir = Path(mixture_dir), Path(out_dir)
     data = mixture_dir / "data"
     if not data.is_dir() or not list(data.glob("part-*.parquet")):
         raise CurateError(f"{mixture_dir} is not a `curate mix` output (data/part-*.parquet missing)")
-    tok, tok_file, tmp = _prepare(tokenizer_path, out_dir, overwrite)
+    tok, tok_file = _prepare(tokenizer_path, out_dir, overwrite)
+    with atomic_dir(out_dir) as tmp:
+        shards = _spark_shards(spark, mixture_dir, data, tok, str(tmp), docs_per_shard)
+        return _finish(tmp, shards, tok, tok_file, str(mixture_dir))
+
+
+def _spark_shards(spark, mixture_dir: Path, data: Path, tok, target: str, docs_per_shard: int) -> list[dict]:
+    """Write every shard from a Spark task into ``target``; return their entries in order."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
     tok_json, eos_id = tok.to_str(), tok.token_to_id(EOS)
     dtype = token_dtype(tok.get_vocab_size())
-    target = str(tmp)
 
     def write_group(pdf: pd.DataFrame) -> pd.DataFrame:
         from tokenizers import Tokenizer
@@ -245,7 +161,7 @@ def tokenize_spark(spark, mixture_dir: str | Path, tokenizer_path: str | Path, o
     shards = [json.loads(r["entry"]) for r in summary]
     if [r["shard"] for r in summary] != list(range(len(summary))):
         raise CurateError(f"{mixture_dir}: positions are not contiguous; rebuild it with `curate mix`")
-    return _finish(tmp, out_dir, shards, tok, tok_file, str(mixture_dir))
+    return shards
 
 
 def fingerprint(manifest: dict) -> str:

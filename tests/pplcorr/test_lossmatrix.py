@@ -14,6 +14,7 @@ import pytest
 
 from curate.pplcorr import lossmatrix as lm
 from curate.core import CurateError
+from curate.integrity import write_sidecar
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -59,6 +60,8 @@ def save_tiny_lm(tokenizer, texts: list[str], out_dir: Path, *, steps: int, seed
         optimizer.step()
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    for weights in Path(out_dir).glob("*.safetensors"):
+        write_sidecar(weights)
     return out_dir
 
 
@@ -104,7 +107,7 @@ def test_windows_score_every_token_once_with_enough_history(context, stride):
 
 
 def test_losses_match_hf_loss_and_do_not_depend_on_batching(tiny):
-    model, tok = lm.load_model(tiny["a"], "cpu")
+    model, tok = lm.load_causal_lm(tiny["a"], "cpu")
     text = TEXTS[0]
     ids = torch.tensor([lm.encode(tok, text)])
     assert ids.shape[1] <= CONTEXT
@@ -128,7 +131,7 @@ def test_bits_per_byte_uses_utf8_bytes(tiny, tmp_path):
     docs = pd.DataFrame({"id": ["a", "b"], "text": TEXTS[:2]})
     out = lm.build_matrix(docs, [lm.ModelSpec("a", tiny["a"])], tmp_path / "m.parquet", device="cpu",
                           log=lambda _: None)
-    model, tok = lm.load_model(tiny["a"], "cpu")
+    model, tok = lm.load_causal_lm(tiny["a"], "cpu")
     nll, _ = lm.text_losses(model, tok, TEXTS[:2])
     n_bytes = [len(t.encode("utf-8")) for t in TEXTS[:2]]
     assert n_bytes[1] > len(TEXTS[1]) and out["bytes"].tolist() == n_bytes  # bytes, not characters
@@ -177,19 +180,21 @@ def test_model_dirs_are_checked_before_loading(tiny, tmp_path):
     (pickled / "config.json").write_text((Path(tiny["a"]) / "config.json").read_text())
     (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(CurateError, match="safetensors"):
-        lm.load_model(pickled, "cpu")
+        lm.load_causal_lm(pickled, "cpu")
     with pytest.raises(CurateError, match="config.json"):
-        lm.load_model(tmp_path, "cpu")
+        lm.load_causal_lm(tmp_path, "cpu")
     weights = next(Path(tiny["b"]).glob("*.safetensors"))
     sidecar = weights.with_name(weights.name + ".sha256")
     sidecar.write_text("0" * 64 + "  model.safetensors\n")
     try:
         with pytest.raises(CurateError, match="sha256"):
-            lm.load_model(Path(tiny["b"]), "cpu")
-        sidecar.write_text(lm.sha256_file(weights) + "\n")
-        lm.load_model(Path(tiny["b"]), "cpu")
-    finally:
+            lm.load_causal_lm(Path(tiny["b"]), "cpu")
         sidecar.unlink()
+        with pytest.raises(CurateError, match="no sha256 sidecar"):
+            lm.load_causal_lm(Path(tiny["b"]), "cpu")
+    finally:
+        write_sidecar(weights)
+    lm.load_causal_lm(Path(tiny["b"]), "cpu")
 
 
 def test_domain_aggregate_is_token_weighted():

@@ -55,7 +55,7 @@ def world(shared_data, tmp_path_factory):
     for i, (name, mix, steps) in enumerate(MODELS):
         texts = training[training["source"].isin(mix)]["text"].tolist()
         dirs[name] = save_tiny_lm(tokenizer, texts, root / name, steps=steps, seed=i)
-        model, tok = lm.load_model(dirs[name], "cpu")
+        model, tok = lm.load_causal_lm(dirs[name], "cpu")
         errors[name] = lm.multiple_choice_error(model, tok, questions)
     pd.DataFrame({"model": list(errors), "error": list(errors.values())}).to_csv(root / "errors.csv", index=False)
     yield {"root": root, "docs": held_in.reset_index(drop=True), "dirs": dirs, "errors": errors}

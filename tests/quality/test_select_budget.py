@@ -110,10 +110,13 @@ def test_bad_params_fail_clearly(corpus, spark, tmp_path):
 def test_tokenizer_file_counts_tokens(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+    from curate.integrity import write_sidecar
+
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.train_from_iterator(["the cat sat on the mat"] * 10, trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
+    write_sidecar(path)  # tokenizers are hash-checked before loading
     assert count_tokens(["the cat, sat"], str(path)) == [4]
     assert count_tokens(["the  cat\nsat", None]) == [3, 0]

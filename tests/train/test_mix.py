@@ -120,5 +120,5 @@ def test_spec_errors_are_clear(tmp_path, corpora):
 
 
 def test_example_mixture_spec_parses():
-    spec = load_spec(Path(__file__).resolve().parents[1] / "pipelines" / "mixture_example.yaml")
+    spec = load_spec(Path(__file__).resolve().parents[2] / "pipelines" / "mixture_example.yaml")
     assert spec.total_tokens and {s.name for s in spec.sources}

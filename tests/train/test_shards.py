@@ -8,8 +8,9 @@ import pytest
 
 from conftest import read_jsonl
 from curate.core import CurateError
-from curate.train.shards import (EOS, TokenShards, load_tokenizer, sample_texts, sha256_file, token_dtype,
-                                train_tokenizer, write_token_shards)
+from curate.integrity import sha256_file
+from curate.train.shards import TokenShards, token_dtype, write_token_shards
+from curate.train.tokenizer import EOS, load_tokenizer, sample_texts, train_tokenizer
 
 
 @pytest.fixture(scope="module")

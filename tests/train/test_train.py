@@ -16,7 +16,8 @@ import pytest
 
 from conftest import read_jsonl
 from curate.core import CurateError
-from curate.train.shards import TokenShards, train_tokenizer, write_token_shards
+from curate.train.shards import TokenShards, write_token_shards
+from curate.train.tokenizer import train_tokenizer
 from curate.train.config import TrainConfig, load_config
 from curate.train.data import ContextStream, Layout
 
@@ -72,7 +73,7 @@ def test_layout_and_stream_give_every_context_once_per_epoch(corpus):
 
 
 def test_loss_falls_and_evaluation_works(corpus, tmp_path):
-    from curate.train.shards import load_tokenizer
+    from curate.train.tokenizer import load_tokenizer
     from curate.train.evaluate import Choice, MCItem, multiple_choice_accuracy
     from curate.train.loop import train
     from curate.train.model import GPT
