@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 from proctime import tree_cpu_seconds
 
-from curate.order.knn import knn_graph, synthetic_embeddings
+from curate.order.knn import knn_graph
 from curate.order.traverse import HAVE_NUMBA, symmetric_graph, traverse, traverse_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import synthetic_embeddings  # noqa: E402  (synthetic data lives with the tests)
 
 
 def timed(fn, *args, **kwargs):
@@ -84,6 +87,11 @@ def bench_traversal(args) -> dict:
 
 def synthetic_docs(spark, n: int, dim: int, topics: int):
     """``n`` documents (id, empty text, clustered unit-vector embedding), generated in 8 partitions."""
+    import helpers
+    from pyspark import cloudpickle
+
+    cloudpickle.register_pickle_by_value(helpers)  # executors cannot import tests/: ship it by value
+
     def embed(batches):
         import pyarrow as pa
 

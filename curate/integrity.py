@@ -1,8 +1,10 @@
-"""Integrity: file hashes, sha256 sidecars, verified loading, atomic files and directories (stdlib only).
+"""Integrity: file hashes, sha256 sidecars, verified loading, atomic files and directories.
 
+Stdlib only at import time; the loaders import ``fasttext`` / ``tokenizers`` when called.
 A sidecar ``<file>.sha256`` holds ``"<hex>  <name>\\n"`` (the ``sha256sum`` format). Every
 model or tokenizer file is checked with :func:`verify_file` before it is loaded: a missing
-sidecar or a different hash is a :class:`~curate.core.CurateError`, never a load.
+sidecar or a different hash is a :class:`~curate.core.CurateError`, never a load. The
+verified loaders here (:func:`load_fasttext`, :func:`load_tokenizer`) are the only ones.
 """
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from curate.core import CurateError
 
 SIDECAR_SUFFIX = ".sha256"
+TOKENIZER_FILE = "tokenizer.json"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, expected) -> verified sha256
+_LOADED: dict[tuple[str, str, str], Any] = {}  # (kind, path, sha256) -> loaded model or tokenizer
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -91,10 +95,53 @@ def verify_digest(path: str | Path, expected: str, *, what: str = "file", source
     if key not in _VERIFIED:
         actual = sha256_file(path)
         if actual != expected:
-            raise CurateError(f"{what} {path} has sha256 {actual[:16]}… but {source} says {expected[:16]}…; "
-                              "the file is corrupt or was replaced — refusing to load it")
+            raise CurateError(f"{what} {path} does not match {source} (sha256 {actual[:16]}…, expected "
+                              f"{expected[:16]}…): the file is corrupt or was replaced — refusing to load it")
         _VERIFIED[key] = actual
     return _VERIFIED[key]
+
+
+# --------------------------------------------------------------------------- verified loading
+
+
+def load_fasttext(path: str | Path, *, what: str = "fastText model") -> tuple[Any, str]:
+    """(model, sha256) of a fastText ``.bin``, loaded only after it matches its sidecar.
+
+    Loaded once per process and content (a Spark worker loads it once, not per batch); a
+    replaced file is verified and loaded again.
+    """
+    path = Path(path).expanduser().resolve()
+    key = ("fasttext", str(path), verify_file(path, what=what))
+    if key not in _LOADED:
+        import fasttext
+
+        _LOADED[key] = fasttext.load_model(str(path))
+    return _LOADED[key], key[2]
+
+
+def tokenizer_file(path: str | Path) -> Path:
+    """``path`` itself, or the ``tokenizer.json`` inside it when it is a directory."""
+    path = Path(path)
+    return path / TOKENIZER_FILE if path.is_dir() else path
+
+
+def load_tokenizer(path: str | Path, *, required_token: str | None = None):
+    """A Hugging Face ``tokenizers`` tokenizer (a ``tokenizer.json`` or a directory holding one),
+    loaded only after it matches its sidecar; once per process and content.
+    ``required_token``: refuse a tokenizer without this token (e.g. the end-of-text token)."""
+    path = tokenizer_file(path).expanduser().resolve()
+    if not path.is_file():
+        raise CurateError(f"tokenizer not found: {path} (expected a tokenizers tokenizer.json; "
+                          "train one with `curate tokenizer train`)")
+    key = ("tokenizer", str(path), verify_file(path, what="tokenizer"))
+    if key not in _LOADED:
+        from tokenizers import Tokenizer
+
+        _LOADED[key] = Tokenizer.from_file(str(path))
+    tok = _LOADED[key]
+    if required_token is not None and tok.token_to_id(required_token) is None:
+        raise CurateError(f"{path} has no {required_token} token; train it with `curate tokenizer train`")
+    return tok
 
 
 # --------------------------------------------------------------------------- atomic writes

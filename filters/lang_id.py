@@ -9,27 +9,13 @@ loaded once per Python worker. ``score`` adds top-level ``language`` / ``languag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from curate.core import CurateError
-from curate.integrity import verify_file
+from curate.integrity import load_fasttext
 from filters import Filter, register
 
 LABEL_PREFIX = "__label__"
-_MODELS: dict[tuple[str, str], Any] = {}  # (path, sha256) -> loaded fastText model
-
-
-def load_fasttext(path: str | Path, *, what: str = "lang_id: model") -> tuple[Any, str]:
-    """(model, sha256) of a fastText ``.bin``, loaded only after it matches its ``.sha256``
-    sidecar; once per process and content (a changed file is verified and loaded again)."""
-    path = Path(path).resolve()
-    key = (str(path), verify_file(path, what=what))
-    if key not in _MODELS:
-        import fasttext
-
-        _MODELS[key] = fasttext.load_model(str(path))
-    return _MODELS[key], key[1]
 
 
 @register("lang_id")
@@ -54,7 +40,7 @@ class LangId(Filter):
     def _model(self):
         if not self.model:
             raise CurateError("lang_id: set `model` to a fastText language-ID model (see `curate langid train`)")
-        return load_fasttext(self.model)[0]
+        return load_fasttext(self.model, what="lang_id: model")[0]
 
     def setup(self) -> None:
         self._model()

@@ -40,7 +40,7 @@ class KnnGraph:
     index: str  # the FAISS index description used, e.g. "Flat" or "IVF1024,Flat"
 
 
-def normalize(vectors: np.ndarray) -> np.ndarray:
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Float32 rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
@@ -131,7 +131,7 @@ def knn_graph(vectors: np.ndarray, k: int = 10, *, exact_max: int = EXACT_MAX, n
     """
     if k < 1:
         raise CurateError(f"k must be >= 1, got {k}")
-    x = normalize(vectors)
+    x = l2_normalize(vectors)
     n, d = x.shape
     backend = search_backend(n, use_gpu) if n > 1 else "faiss-cpu"
     description = index_description(n, d, exact_max=exact_max, index_memory_bytes=index_memory_bytes,
@@ -208,32 +208,3 @@ def _best_others(found: np.ndarray, sims: np.ndarray, rows: np.ndarray, k: int) 
     out_n[:, :width] = np.where(valid, nbr, -1)
     out_s[:, :width] = np.where(valid, sim, 0)
     return out_n, out_s
-
-
-def synthetic_embeddings(ids: np.ndarray, dim: int = 32, *, topics: int = 1000, spread: float = 0.35,
-                         seed: int = 0) -> np.ndarray:
-    """Deterministic clustered unit vectors for tests and benchmarks: row ``i`` depends only on
-    ``ids[i]`` (integer ids), ``topics`` Gaussian clusters on the sphere."""
-    ids = np.asarray(ids, dtype=np.uint64)
-    centres = np.random.default_rng(seed).normal(size=(topics, dim)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    topic = synthetic_topics(ids, topics=topics, seed=seed)
-    lanes = ids[:, None] * np.uint64(dim) + np.arange(dim, dtype=np.uint64)[None, :]
-    u1 = (_mix(lanes, seed + 1) >> np.uint64(11)).astype(np.float64) / 2.0**53
-    u2 = (_mix(lanes, seed + 2) >> np.uint64(11)).astype(np.float64) / 2.0**53
-    noise = np.sqrt(-2 * np.log1p(-u1)) * np.cos(2 * np.pi * u2)  # Box-Muller
-    return normalize(centres[topic] + spread * noise.astype(np.float32) / np.sqrt(dim))
-
-
-def synthetic_topics(ids: np.ndarray, *, topics: int = 1000, seed: int = 0) -> np.ndarray:
-    """The cluster of each id in :func:`synthetic_embeddings` (a label for tests)."""
-    return (_mix(np.asarray(ids, dtype=np.uint64), seed) % np.uint64(topics)).astype(np.int64)
-
-
-def _mix(values: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of ``values + seed``: a fast, well-spread integer hash."""
-    with np.errstate(over="ignore"):
-        z = values.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))

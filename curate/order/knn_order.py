@@ -59,18 +59,7 @@ def knn_order(df, ctx: StageContext, *, k: int = 10, embedding_column: str = "em
                          label_column, estimate_tokens=bool(max_group_tokens))
     n, dim = _count_and_check(features, embedding_column)
     n_clusters = clusters or max(1, math.ceil(n / cluster_size))
-    if n_clusters > 1:
-        from pyspark.sql.types import IntegerType, StructField, StructType
-
-        centroids = _train_centroids(features, n_clusters, n, ctx.seed)
-        schema = StructType([*features.schema.fields, StructField(CLUSTER, IntegerType())])
-        assigned = features.mapInArrow(functools.partial(_assign_batches, centroids=centroids), schema)
-        chain = _cluster_chain(centroids, k)
-    else:
-        from pyspark.sql import functions as F
-
-        assigned = features.withColumn(CLUSTER, F.lit(0))
-        chain = [0]
+    assigned, chain = _assign_clusters(features, n_clusters, n, k, ctx.seed)
     options = dict(
         k=k, exact_max=exact_max, nprobe=nprobe,
         duplicate_threshold=np.inf if duplicate_threshold is None else duplicate_threshold,
@@ -87,13 +76,28 @@ def knn_order(df, ctx: StageContext, *, k: int = 10, embedding_column: str = "em
     placed = graph.join(offsets, "cluster").selectExpr(
         ID, f"doc_offset + position AS {ORDER}", f"group_offset + `group` AS {GROUP}")
     kept = df.drop(ORDER, GROUP).join(placed, ID)
-    stats = {"documents": n, "dim": dim, "k": k, "clusters": n_clusters,
+    stats = {"rows_in": n, "dim": dim, "k": k, "clusters": n_clusters,
              "largest_cluster": max(sizes.values(), default=0),
              "index": _index_names(sizes, dim, exact_max),
              **_order_stats(graph, chain, duplicate_threshold),
              **_random_order_stats(features, embedding_column, n, stats_sample, ctx.seed,
                                    has_labels=label_column is not None)}
     return StageOutput(kept=kept, stats=stats, order_by=ORDER)
+
+
+def _assign_clusters(features, n_clusters: int, n: int, k: int, seed: int):
+    """(features with a ``cluster`` column, the order in which clusters are concatenated):
+    k-means on a sample when there is more than one cluster, else everything in cluster 0."""
+    if n_clusters == 1:
+        from pyspark.sql import functions as F
+
+        return features.withColumn(CLUSTER, F.lit(0)), [0]
+    from pyspark.sql.types import IntegerType, StructField, StructType
+
+    centroids = _train_centroids(features, n_clusters, n, seed)
+    schema = StructType([*features.schema.fields, StructField(CLUSTER, IntegerType())])
+    assigned = features.mapInArrow(functools.partial(_assign_batches, centroids=centroids), schema)
+    return assigned, _cluster_chain(centroids, k)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -119,7 +123,7 @@ def _require_column(df, column: str) -> None:
     from pyspark.sql.utils import AnalysisException
 
     try:
-        df.select(column).schema
+        _ = df.select(column).schema  # analysed eagerly: a missing column fails here
     except AnalysisException:
         raise CurateError(f"knn_order: column '{column}' not found; columns: {', '.join(df.columns)}") from None
 
@@ -186,7 +190,7 @@ def _train_centroids(features, n_clusters: int, n: int, seed: int) -> np.ndarray
     """Spherical k-means (FAISS) on a hash sample of the embeddings, sorted by id."""
     import faiss
 
-    from curate.order.knn import normalize
+    from curate.order.knn import l2_normalize
 
     want = min(n, KMEANS_SAMPLE_CAP, max(KMEANS_POINTS_PER_CLUSTER * n_clusters, 10_000))
     sample = (features.where(_hash_fraction(seed) < want / n).select(ID, VECTOR)
@@ -194,25 +198,25 @@ def _train_centroids(features, n_clusters: int, n: int, seed: int) -> np.ndarray
     if len(sample) < n_clusters:
         raise CurateError(f"knn_order: {n_clusters} clusters need at least as many documents; "
                           f"raise cluster_size or lower clusters")
-    x = normalize(np.stack(sample[VECTOR].to_numpy()))
+    x = l2_normalize(np.stack(sample[VECTOR].to_numpy()))
     kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=20, seed=seed, spherical=True,
                           max_points_per_centroid=KMEANS_POINTS_PER_CLUSTER, verbose=False)
     kmeans.train(x)
-    return normalize(kmeans.centroids)
+    return l2_normalize(kmeans.centroids)
 
 
 def _assign_batches(batches, *, centroids: np.ndarray):
     """Add the nearest centroid to every row (float64 scores: independent of batching)."""
     import pyarrow as pa
 
-    from curate.order.knn import normalize
+    from curate.order.knn import l2_normalize
 
     centroids64 = centroids.astype(np.float64)
     for batch in batches:
         if batch.num_rows == 0:
             continue
         vectors = batch.column(VECTOR).flatten().to_numpy(zero_copy_only=False)
-        x = normalize(vectors.reshape(batch.num_rows, -1)).astype(np.float64)
+        x = l2_normalize(vectors.reshape(batch.num_rows, -1)).astype(np.float64)
         nearest = np.argmax(x @ centroids64.T, axis=1).astype(np.int32)
         yield batch.append_column(CLUSTER, pa.array(nearest, pa.int32()))
 
@@ -233,11 +237,11 @@ def _order_cluster(pdf, *, k: int, exact_max: int, nprobe: int, duplicate_thresh
     """kNN graph + traversal of one cluster (one pandas frame, rows sorted by id here)."""
     import pandas as pd
 
-    from curate.order.knn import knn_graph, normalize
+    from curate.order.knn import knn_graph, l2_normalize
     from curate.order.traverse import cut_groups, symmetric_graph, traverse
 
     pdf = pdf.sort_values(ID, kind="stable").reset_index(drop=True)
-    x = normalize(np.stack(pdf[VECTOR].to_numpy()))
+    x = l2_normalize(np.stack(pdf[VECTOR].to_numpy()))
     knn = knn_graph(x, k, exact_max=exact_max, nprobe=nprobe, use_gpu=use_gpu, seed=seed, threads=1)
     walk = traverse(symmetric_graph(knn.neighbors, knn.similarities), duplicate_threshold=duplicate_threshold)
     order = walk.order
@@ -338,14 +342,14 @@ def _cluster_edges(graph) -> tuple[dict, dict]:
 def _random_order_stats(features, embedding_column: str, n: int, stats_sample: int, seed: int, *,
                         has_labels: bool) -> dict:
     """The same statistics for a seeded random order of a hash sample of ≤ ``stats_sample`` documents."""
-    from curate.order.knn import normalize
+    from curate.order.knn import l2_normalize
 
     if n < 2:
         return {"random_mean_adjacent_similarity": None, "random_adjacent_same_label": None}
     sample = (features.where(_hash_fraction(seed + 1) < stats_sample / n).select(ID, VECTOR, LABELS)
               .toPandas().sort_values(ID, kind="stable"))
     shuffled = sample.iloc[np.random.default_rng(seed).permutation(len(sample))]
-    x = normalize(np.stack(shuffled[VECTOR].to_numpy())) if len(shuffled) else np.zeros((0, 1), np.float32)
+    x = l2_normalize(np.stack(shuffled[VECTOR].to_numpy())) if len(shuffled) else np.zeros((0, 1), np.float32)
     sims = np.einsum("nd,nd->n", x[:-1], x[1:])
     labels = shuffled[LABELS].to_numpy()
     shares = [s for s in (_share_label(a, b) for a, b in zip(labels[:-1], labels[1:])) if s is not None]

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curate.core import CurateError
-from curate.integrity import write_sidecar
+from curate.integrity import load_fasttext, write_sidecar
 
 DEFAULT_MAX_CHARS = 100_000
 LABEL_PREFIX = "__label__"
@@ -92,8 +92,6 @@ def load_classifier(path: str | Path) -> Classifier:
     The model is loaded once per Python process and content (a Spark worker loads it once,
     not per batch); a replaced file is verified again.
     """
-    from filters.lang_id import load_fasttext
-
     path = Path(path).expanduser().resolve()
     model, digest = load_fasttext(path, what="model")
     labels = tuple(label.removeprefix(LABEL_PREFIX) for label in model.get_labels())

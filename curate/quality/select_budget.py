@@ -32,7 +32,7 @@ def _score_value(df, name: str):
 
     column = F.col(name).cast("double")
     try:
-        df.select(column).schema
+        _ = df.select(column).schema  # analysed eagerly: a missing column fails here
     except AnalysisException:
         raise CurateError(f"select_budget: score column '{name}' not found; columns: {', '.join(df.columns)}") from None
     return F.when(F.isnan(column), None).otherwise(column)
@@ -165,7 +165,8 @@ _BUDGETS = ("threshold", "top_fraction", "keep_docs", "keep_tokens", "keep_token
 def _check(scores, weights, combine, budgets: dict, resample, temperature) -> str:
     chosen = [name for name, value in budgets.items() if value is not None]
     if len(chosen) != 1:
-        raise CurateError(f"select_budget: set exactly one of {', '.join(_BUDGETS)} (got {', '.join(chosen) or 'none'})")
+        raise CurateError(f"select_budget: set exactly one of {', '.join(_BUDGETS)} "
+                          f"(got {', '.join(chosen) or 'none'})")
     mode = chosen[0]
     if not scores:
         raise CurateError("select_budget: 'score' needs at least one column")
@@ -176,7 +177,8 @@ def _check(scores, weights, combine, budgets: dict, resample, temperature) -> st
     if resample not in (None, "gumbel"):
         raise CurateError(f"select_budget: resample must be null or 'gumbel', got '{resample}'")
     if resample and mode == "threshold":
-        raise CurateError("select_budget: resample needs a budget (top_fraction, keep_docs, keep_tokens…), not a threshold")
+        raise CurateError("select_budget: resample needs a budget (top_fraction, keep_docs, keep_tokens…), "
+                          "not a threshold")
     if temperature <= 0:
         raise CurateError("select_budget: temperature must be > 0")
     for name in ("top_fraction", "keep_tokens_fraction"):
@@ -204,10 +206,7 @@ def select_budget(df, ctx: StageContext, *, score: str | list, weights: list | N
     = a tokenizer.json). Budgets are never exceeded. ``resample: gumbel`` adds seeded
     Gumbel noise / ``temperature`` (importance resampling, DSIR). Rejected rows: reason ``budget``.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    from curate.quality.tokens import token_count_column
 
     scores = [score] if isinstance(score, str) else list(score or [])
     budgets = {"threshold": threshold, "top_fraction": top_fraction, "keep_docs": keep_docs,
@@ -221,41 +220,58 @@ def select_budget(df, ctx: StageContext, *, score: str | list, weights: list | N
     key = selection_key(df, scores, weights=weights, combine=combine, resample=resample,
                         temperature=temperature, seed=seed, n_buckets=n_buckets)
     keyed = df.withColumn(KEY, key)
-    narrow = keyed.select(ID, KEY, token_count_column(tokenizer=tokenizer_path).alias(TOKENS)).persist(
-        StorageLevel.MEMORY_AND_DISK)
-    try:
-        scored = F.col(KEY).isNotNull()
-        totals = narrow.agg(F.count("*").alias("docs"), F.sum(TOKENS).alias("tokens"),
-                            F.sum(F.when(scored, 1).otherwise(0)).alias("scored_docs"),
-                            F.sum(F.when(scored, F.col(TOKENS)).otherwise(0)).alias("scored_tokens")).first()
-        n_rows, total_tokens = totals["docs"], totals["tokens"] or 0
-        n_buckets = sort_buckets or _auto_buckets(n_rows)
-        cut, budget = None, None
-        if mode != "threshold":
-            budget = {"top_fraction": lambda: math.floor(top_fraction * n_rows + 0.5),
-                      "keep_docs": lambda: keep_docs,
-                      "keep_tokens": lambda: keep_tokens,
-                      "keep_tokens_fraction": lambda: keep_tokens_fraction * total_tokens}[mode]()
-            by_docs = mode in ("top_fraction", "keep_docs")
-            candidates = narrow.filter(scored)
-            if by_docs:
-                candidates = candidates.withColumn(TOKENS, F.lit(1).cast("long"))
-            cut = prefix_cut(candidates, budget, n_buckets,
-                             total=totals["scored_docs"] if by_docs else totals["scored_tokens"])
-        keep = kept_predicate(cut, threshold)
-        summary = narrow.agg(
-            F.sum(F.when(keep, 1).otherwise(0)).alias("docs_kept"),
-            F.sum(F.when(keep, F.col(TOKENS)).otherwise(0)).alias("tokens_kept"),
-            F.min(F.when(keep, F.col(KEY))).alias("min_kept_key")).first()
-    finally:
-        narrow.unpersist()
-
-    stats = {"mode": mode, "budget": budget if budget is not None else threshold, "docs_in": n_rows,
-             "docs_kept": int(summary["docs_kept"] or 0), "tokens_in": int(total_tokens),
-             "tokens_kept": int(summary["tokens_kept"] or 0), "unscored_docs": n_rows - int(totals["scored_docs"] or 0),
+    keep, totals, summary, budget, n_buckets = _select(keyed, mode, budgets, tokenizer_path, sort_buckets)
+    stats = {"mode": mode, "budget": budget if budget is not None else threshold, "rows_in": totals["rows"],
+             "rows_out": int(summary["rows_out"] or 0), "tokens_in": int(totals["tokens"] or 0),
+             "tokens_kept": int(summary["tokens_kept"] or 0),
+             "unscored_rows": totals["rows"] - int(totals["scored_rows"] or 0),
              "effective_threshold": threshold if mode == "threshold" else summary["min_kept_key"],
              "score": scores, "combine": combine, "resample": resample,
              "token_estimate": tokenizer or "whitespace words", "sort_buckets": n_buckets}
     kept = keyed.filter(keep).drop(KEY)
     rejected = keyed.filter(~keep).drop(KEY).withColumn(REJECT_REASON, F.lit("budget"))
     return StageOutput(kept=kept, rejected=rejected, stats=stats)
+
+
+def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_buckets: int | None):
+    """(keep predicate, totals row, kept-summary row, budget, sort buckets) over the narrow
+    (id, key, tokens) projection of ``keyed``, persisted while the cut is found."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from curate.quality.tokens import token_count_column
+
+    narrow = keyed.select(ID, KEY, token_count_column(tokenizer=tokenizer_path).alias(TOKENS)).persist(
+        StorageLevel.MEMORY_AND_DISK)
+    try:
+        scored = F.col(KEY).isNotNull()
+        totals = narrow.agg(F.count("*").alias("rows"), F.sum(TOKENS).alias("tokens"),
+                            F.sum(F.when(scored, 1).otherwise(0)).alias("scored_rows"),
+                            F.sum(F.when(scored, F.col(TOKENS)).otherwise(0)).alias("scored_tokens")).first()
+        n_buckets = sort_buckets or _auto_buckets(totals["rows"])
+        cut, budget = None, None
+        if mode != "threshold":
+            budget = _budget_value(mode, budgets, totals["rows"], totals["tokens"] or 0)
+            by_docs = mode in ("top_fraction", "keep_docs")
+            candidates = narrow.filter(scored)
+            if by_docs:
+                candidates = candidates.withColumn(TOKENS, F.lit(1).cast("long"))
+            cut = prefix_cut(candidates, budget, n_buckets,
+                             total=totals["scored_rows"] if by_docs else totals["scored_tokens"])
+        keep = kept_predicate(cut, budgets["threshold"])
+        summary = narrow.agg(
+            F.sum(F.when(keep, 1).otherwise(0)).alias("rows_out"),
+            F.sum(F.when(keep, F.col(TOKENS)).otherwise(0)).alias("tokens_kept"),
+            F.min(F.when(keep, F.col(KEY))).alias("min_kept_key")).first()
+    finally:
+        narrow.unpersist()
+    return keep, totals, summary, budget, n_buckets
+
+
+def _budget_value(mode: str, budgets: dict, n_rows: int, total_tokens: int) -> float:
+    """The budget in documents or tokens for a budget ``mode``."""
+    if mode == "top_fraction":
+        return math.floor(budgets["top_fraction"] * n_rows + 0.5)
+    if mode == "keep_tokens_fraction":
+        return budgets["keep_tokens_fraction"] * total_tokens
+    return budgets[mode]  # keep_docs, keep_tokens

@@ -3,7 +3,7 @@
 Default: whitespace-separated words (native Spark, Unicode whitespace). With a
 ``tokenizer`` path: the number of tokens a Hugging Face ``tokenizers`` tokenizer.json
 produces (no special tokens), computed in a vectorised pandas UDF that loads the tokenizer
-once per Python worker, after checking its ``.sha256`` sidecar (:func:`curate.train.tokenizer.load_tokenizer`).
+once per Python worker, after checking its ``.sha256`` sidecar (:func:`curate.integrity.load_tokenizer`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from curate.train.tokenizer import load_tokenizer
+from curate.integrity import load_tokenizer
 
 _WORD = re.compile(r"\S+")
 

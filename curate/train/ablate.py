@@ -73,7 +73,8 @@ def parse_ablation(raw: dict, base: Path = Path(".")) -> AblationSpec:
         selections={str(k): res(v) for k, v in raw["selections"].items()}, token_budget=int(raw["token_budget"]),
         train=train, heldout=res(raw["heldout"]) if raw.get("heldout") else None,
         tokenizer_path=res(tok["path"]) if tok.get("path") else None, vocab_size=int(tok.get("vocab_size", 8192)),
-        max_epochs=float(raw.get("max_epochs", 4.0)), seed=int(raw.get("seed", 0)), name=str(raw.get("name", "ablation")))
+        max_epochs=float(raw.get("max_epochs", 4.0)), seed=int(raw.get("seed", 0)),
+        name=str(raw.get("name", "ablation")))
 
 
 def _tokenizer(spec: AblationSpec, out: Path) -> Path:
@@ -96,10 +97,10 @@ def _tokenizer(spec: AblationSpec, out: Path) -> Path:
 
 def run_ablation(spec: AblationSpec, out: str | Path, *, plot: bool = True) -> list[dict]:
     """Mix, tokenize and train every selection; write results.{json,csv,md} (+ results.png)."""
-    from curate.train.mix import MixtureSpec, SourceSpec, build_mixture, iter_mixture_texts
-    from curate.train.shards import write_token_shards
     from curate.train.config import TrainConfig, from_dict
     from curate.train.loop import train
+    from curate.train.mix import MixtureSpec, SourceSpec, build_mixture, iter_mixture_texts
+    from curate.train.shards import write_token_shards
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +151,10 @@ def final_eval(log: Path) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+
+    def fmt(v) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v))
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if c == "selection" else "---:" for c in cols) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curate.core import CurateError
@@ -261,8 +261,8 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> ModelConfig:
 
 def build_streams(cfg: TrainConfig, context: int):
     """The training stream and the held-out stream (separate shards, or the last contexts)."""
-    from curate.train.shards import TokenShards
     from curate.train.data import ContextStream
+    from curate.train.shards import TokenShards
 
     shards = TokenShards(cfg.data.shards)
     held = cfg.data.heldout_contexts
@@ -480,8 +480,9 @@ def _after_step(run: Run, done: int, lr: float, stop_after: int | None, meter: _
 def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, d: Dist, device: str,
                    step: int) -> dict:
     """Held-out loss and benchmark accuracy on rank 0 (the others wait)."""
-    from curate.train.tokenizer import load_tokenizer
+    from curate.integrity import load_tokenizer
     from curate.train.evaluate import benchmark_name, heldout_loss, load_benchmark, multiple_choice_accuracy
+    from curate.train.tokenizer import EOS
 
     record: dict = {"event": "eval", "step": step}
     if d.main:
@@ -489,7 +490,7 @@ def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, 
             record["heldout_loss"] = heldout_loss(model, heldout, batch_size=cfg.batch.micro_batch,
                                                   max_batches=cfg.eval.heldout_batches, device=device)
         if cfg.eval.benchmarks:
-            tok = load_tokenizer(shards.root)
+            tok = load_tokenizer(shards.root, required_token=EOS)
             for path in cfg.eval.benchmarks:
                 items = load_benchmark(path, cfg.eval.max_examples)
                 scores = multiple_choice_accuracy(model, tok, items, eos_id=shards.eos_id,

@@ -202,9 +202,10 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
 def token_counter(spec: MixtureSpec) -> Callable[[list[str]], np.ndarray]:
     """Exact counts with the spec's tokenizer (+1 for EOS), else ceil(UTF-8 bytes / bytes_per_token)."""
     if spec.tokenizer is not None:
-        from curate.train.tokenizer import load_tokenizer
+        from curate.integrity import load_tokenizer
+        from curate.train.tokenizer import EOS
 
-        tok = load_tokenizer(spec.tokenizer)
+        tok = load_tokenizer(spec.tokenizer, required_token=EOS)
 
         def exact(texts: list[str]) -> np.ndarray:
             return np.array([len(e.ids) + 1 for e in tok.encode_batch(texts)], dtype=np.int64)

@@ -19,8 +19,16 @@ from typing import Iterable
 import numpy as np
 
 from curate.core import CurateError
-from curate.integrity import atomic_dir, atomic_file, sha256_file, write_sidecar
-from curate.train.tokenizer import EOS, TOKENIZER_FILE, load_tokenizer, tokenizer_file
+from curate.integrity import (
+    TOKENIZER_FILE,
+    atomic_dir,
+    atomic_file,
+    load_tokenizer,
+    sha256_file,
+    tokenizer_file,
+    write_sidecar,
+)
+from curate.train.tokenizer import EOS
 
 MANIFEST = "_manifest.json"
 
@@ -95,7 +103,7 @@ def _prepare(tokenizer_path: str | Path, out_dir: Path, overwrite: bool):
     """Check the output may be (re)written; load the verified tokenizer."""
     if out_dir.exists() and not overwrite:
         raise CurateError(f"{out_dir} exists; pass --force to rewrite the token shards")
-    return load_tokenizer(tokenizer_path, require_eos=True), tokenizer_file(tokenizer_path)
+    return load_tokenizer(tokenizer_path, required_token=EOS), tokenizer_file(tokenizer_path)
 
 
 def _finish(tmp: Path, shards: list[dict], tok, tok_file: Path, source: str) -> dict:
@@ -208,7 +216,8 @@ class TokenShards:
         """Check every shard against the sha256 in the manifest."""
         for s in self.manifest["shards"]:
             if sha256_file(self.root / s["file"]) != s["sha256"]:
-                raise CurateError(f"{self.root / s['file']} does not match its manifest sha256; re-run `curate tokenize`")
+                raise CurateError(f"{self.root / s['file']} does not match its manifest sha256; "
+                                  "re-run `curate tokenize`")
 
     def slice(self, start: int, stop: int) -> np.ndarray:
         """Tokens ``[start, stop)`` of the stream, across shard boundaries, as int64."""

@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from helpers import (
+    LINES,
+    LONG_LINE,
+    PROSE,
+    SENTENCES,
+    UDHR,
+    configured_filters,
+    lid_model,
+    read_jsonl,
+    spaced,
+    udhr_examples,
+)
 
 import filters
-from conftest import read_jsonl
 from curate.core import CurateError
-from test_filters_helpers import (LINES, LONG_LINE, PROSE, SENTENCES, UDHR, configured_filters, lid_model,
-                                  spaced, udhr_examples)
 
 
 def reason(name: str, text: str, **params) -> str | None:
@@ -230,8 +239,8 @@ def test_lang_id_checks_sha256_sidecar(tmp_path):
 def test_langid_train_command(tmp_path):
     import json
 
-    from curate.quality.classifier import sha256_file
     from curate.commands.langid import command
+    from curate.integrity import sha256_file
 
     subset = tmp_path / "udhr10.jsonl"  # a temporary subset; nothing is copied into the repo
     subset.write_text("".join(json.dumps({"text": text, "meta": {"lang": lang}}) + "\n"

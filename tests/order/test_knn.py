@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import synthetic_embeddings
 
 from curate.core import CurateError
-from curate.order.knn import (gpu_count, index_description, knn_graph, normalize, synthetic_embeddings,
-                        torch_cuda_available)
+from curate.order.knn import (
+    gpu_count,
+    index_description,
+    knn_graph,
+    l2_normalize,
+    torch_cuda_available,
+)
 
 
 def brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +58,7 @@ def test_ivf_and_pq_graphs_have_high_recall_and_exact_similarities(vectors):
 
 
 def test_fewer_rows_than_k_pad_with_minus_one():
-    x = normalize(np.eye(3, 5, dtype=np.float32) + 0.1)
+    x = l2_normalize(np.eye(3, 5, dtype=np.float32) + 0.1)
     graph = knn_graph(x, 4)
     assert graph.neighbors.shape == (3, 4)
     assert (graph.neighbors[:, 2:] == -1).all() and (graph.neighbors[:, :2] >= 0).all()
@@ -90,9 +96,9 @@ def test_gpu_index_choice_avoids_fast_scan_codes_faiss_gpu_cannot_clone():
 
 def test_torch_exact_search_equals_faiss_flat():
     """The GPU fallback (blocked matrix products + top-k), run on the CPU here, equals IndexFlatIP."""
-    from curate.order.knn import exact_knn_torch, normalize
+    from curate.order.knn import exact_knn_torch, l2_normalize
 
-    x = normalize(np.random.default_rng(3).normal(size=(700, 24)).astype(np.float32))
+    x = l2_normalize(np.random.default_rng(3).normal(size=(700, 24)).astype(np.float32))
     faiss_graph = knn_graph(x, 7, use_gpu=False)
     neighbors, sims = exact_knn_torch(x, 7, device="cpu")
     np.testing.assert_array_equal(neighbors, faiss_graph.neighbors)

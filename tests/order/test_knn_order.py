@@ -4,11 +4,15 @@ from __future__ import annotations
 import gzip
 import json
 
+import helpers
 import pytest
+from helpers import synthetic_embeddings, synthetic_topics
+from pyspark import cloudpickle
 
-from curate.core import CurateError, StageContext, get_stage
-from curate.order.knn import synthetic_embeddings, synthetic_topics
+from curate.core import CurateError, get_stage
 from curate.order.knn_order import knn_order
+
+cloudpickle.register_pickle_by_value(helpers)  # Spark workers cannot import tests/: ship the helpers by value
 
 
 def vector_docs(spark, n: int, dim: int = 16, *, topics: int = 20, partitions: int = 2, extra: dict | None = None):
@@ -29,8 +33,8 @@ def vector_docs(spark, n: int, dim: int = 16, *, topics: int = 20, partitions: i
             .mapInArrow(embed, "id string, text string, embedding array<float>, topic string"))
 
 
-def run(spark, tmp_path, df, name: str = "s", **params):
-    ctx = StageContext(spark, tmp_path / name, seed=3)
+def run(stage_ctx, tmp_path, df, name: str = "s", **params):
+    ctx = stage_ctx(tmp_path / name, seed=3)
     out = knn_order(df, ctx, **get_stage("knn_order").validate(params))
     return out, ctx
 

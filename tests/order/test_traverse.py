@@ -3,10 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from curate.order.traverse import (HAVE_NUMBA, Traversal, _symmetric_csr, _walk, cut_groups, start_order,
-                             symmetric_graph, traverse, traverse_reference)
+from curate.order.traverse import (
+    HAVE_NUMBA,
+    Traversal,
+    _symmetric_csr,
+    _walk,
+    cut_groups,
+    start_order,
+    symmetric_graph,
+    traverse,
+    traverse_reference,
+)
 
 
 def knn_of(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

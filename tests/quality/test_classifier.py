@@ -7,12 +7,20 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import read_jsonl
 
-from curate.quality.classifier import (Classifier, binary_metrics, load_model, normalize_line, parse_source_spec,
-                               roc_auc, sha256_file, train_classifier)
-from curate.core import CurateError, StageContext
+from curate.core import CurateError
+from curate.integrity import sha256_file
+from curate.quality.classifier import (
+    Classifier,
+    binary_metrics,
+    load_classifier,
+    normalize_line,
+    parse_source_spec,
+    roc_auc,
+    train_classifier,
+)
 from curate.quality.fasttext_score import fasttext_score
-from conftest import read_jsonl
 
 SMALL = {"bucket": 50_000}  # small model files (20 MB); DCLM defaults otherwise
 
@@ -49,40 +57,40 @@ def test_held_out_roc_auc_and_sidecars(model_path, unseen):
     assert meta["metrics"]["roc_auc"] >= 0.95 and meta["counts"]["holdout"] == 60
     assert meta["hyperparameters"]["word_ngrams"] == 2 and meta["normalization"]["lowercase"] is False
     assert meta["sources"]["positive"][0].endswith("python_docs.jsonl:150")
-    clf = load_model(model_path)
+    clf = load_classifier(model_path)
     pos, neg = unseen
     probs = clf.predict_proba(pos + neg, "hq")
     assert roc_auc(probs, [1] * len(pos) + [0] * len(neg)) >= 0.95
     assert np.allclose(clf.predict_proba(pos[:5], "lq"), 1 - probs[:5], atol=1e-4)
 
 
-def test_spark_scoring_equals_single_process(model_path, unseen, spark, tmp_path):
+def test_spark_scoring_equals_single_process(model_path, unseen, spark, stage_ctx):
     pos, neg = unseen
     rows = [(f"doc-{i:04d}", t) for i, t in enumerate(pos[:60] + neg[:60] + ["", "one\nline\r\nonly"])]
     df = spark.createDataFrame(rows, "id string, text string").repartition(3)
-    out = fasttext_score(df, StageContext(spark, tmp_path, base_dir=model_path.parent),
+    out = fasttext_score(df, stage_ctx(base_dir=model_path.parent),
                          model=model_path.name, name="quality", batch_size=7)
     assert out.kept.schema["quality"].dataType.simpleString() == "struct<prob:double>"
     spark_probs = dict(out.kept.select("id", "quality.prob").collect())
-    local = load_model(model_path).predict_proba([t for _, t in rows], "hq")
+    local = load_classifier(model_path).predict_proba([t for _, t in rows], "hq")
     assert [spark_probs[i] for i, _ in rows] == local.tolist()  # exactly equal, not approximately
 
 
-def test_corrupt_or_unverified_model_is_refused(model_path, spark, tmp_path):
+def test_corrupt_or_unverified_model_is_refused(model_path, spark, stage_ctx, tmp_path):
     copy = tmp_path / "copy.bin"
     shutil.copy(model_path, copy)
     with pytest.raises(CurateError, match="no sha256 sidecar"):
-        load_model(copy)
+        load_classifier(copy)
     shutil.copy(model_path.with_name(model_path.name + ".sha256"), tmp_path / "copy.bin.sha256")
-    assert isinstance(load_model(copy), Classifier)
+    assert isinstance(load_classifier(copy), Classifier)
     data = bytearray(copy.read_bytes())
     data[len(data) // 2] ^= 0xFF
     copy.write_bytes(bytes(data))
     df = spark.createDataFrame([("a", "text")], "id string, text string")
     with pytest.raises(CurateError, match="sha256"):
-        fasttext_score(df, StageContext(spark, tmp_path), model=str(copy))
+        fasttext_score(df, stage_ctx(), model=str(copy))
     with pytest.raises(CurateError, match="label 'good' is not in model"):
-        fasttext_score(df, StageContext(spark, tmp_path), model=str(model_path), label="good")
+        fasttext_score(df, stage_ctx(), model=str(model_path), label="good")
 
 
 def test_training_is_deterministic_and_balanced(tmp_path, shared_data):
@@ -92,7 +100,7 @@ def test_training_is_deterministic_and_balanced(tmp_path, shared_data):
                for i in range(2)]
     assert reports[0]["sha256"] == reports[1]["sha256"]
     assert reports[0]["counts"]["per_class_balanced"] == 40 and reports[0]["counts"]["train"] == 72
-    assert load_model(tmp_path / "m0.bin").lowercase is True
+    assert load_classifier(tmp_path / "m0.bin").lowercase is True
     with pytest.raises(CurateError, match="at least 2"):
         train_classifier(pos, [""], tmp_path / "bad.bin")
 

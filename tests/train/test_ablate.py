@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from helpers import read_jsonl
 
-from conftest import read_jsonl
 from curate.train.ablate import markdown_table
 
 
@@ -17,7 +17,8 @@ def write_jsonl(path, rows):
 def test_ablation_trains_each_selection_on_the_same_budget(shared_data, tmp_path):
     from curate.cli import main
 
-    news = write_jsonl(tmp_path / "news.jsonl", read_jsonl(shared_data / "corpora" / "reuters21578.jsonl.gz", limit=150))
+    news = write_jsonl(tmp_path / "news.jsonl",
+                       read_jsonl(shared_data / "corpora" / "reuters21578.jsonl.gz", limit=150))
     wiki = write_jsonl(tmp_path / "wiki.jsonl", read_jsonl(shared_data / "corpora" / "wikitext2.jsonl", limit=12))
     held = write_jsonl(tmp_path / "held.jsonl", read_jsonl(shared_data / "corpora" / "enwiki_gensim.jsonl", limit=4))
     copa = shared_data / "benchmarks" / "copa.jsonl"

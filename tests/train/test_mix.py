@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import read_jsonl
 
-from conftest import read_jsonl
 from curate.core import CurateError
 from curate.train.mix import MixtureSpec, SourceSpec, build_mixture, load_spec, parse_spec, token_targets
 

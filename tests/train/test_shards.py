@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import read_jsonl
 
-from conftest import read_jsonl
 from curate.core import CurateError
-from curate.integrity import sha256_file
+from curate.integrity import load_tokenizer, sha256_file
 from curate.train.shards import TokenShards, token_dtype, write_token_shards
-from curate.train.tokenizer import EOS, load_tokenizer, sample_texts, train_tokenizer
+from curate.train.tokenizer import EOS, sample_texts, train_tokenizer
 
 
 @pytest.fixture(scope="module")

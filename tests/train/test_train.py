@@ -13,39 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO, tiny_train_config
 
-from conftest import read_jsonl
 from curate.core import CurateError
-from curate.train.shards import TokenShards, write_token_shards
-from curate.train.tokenizer import train_tokenizer
 from curate.train.config import TrainConfig, load_config
 from curate.train.data import ContextStream, Layout
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory) -> dict:
-    """A byte-level BPE (vocab 512) and token shards of the openings of 40 real Wikipedia articles."""
-    tmp = tmp_path_factory.mktemp("train")
-    texts = [r["text"][:2500] for r in read_jsonl(shared_data / "corpora" / "wikitext2.jsonl", limit=40)]
-    tok = train_tokenizer(texts, tmp / "tokenizer.json", vocab_size=512)
-    write_token_shards([texts[:20], texts[20:36]], tok, tmp / "shards", shard_tokens=100_000)
-    write_token_shards([texts[36:]], tok, tmp / "heldout")
-    write_token_shards([texts[:8]], tok, tmp / "small")
-    other = [r["text"] for r in read_jsonl(shared_data / "corpora" / "nltk_inaugural.jsonl", limit=30)]
-    write_token_shards([other], tok, tmp / "other")
-    return {"dir": tmp, "shards": tmp / "shards", "heldout": tmp / "heldout", "other": tmp / "other",
-            "small": tmp / "small"}
-
-
-def tiny(corpus: dict, out: Path, **optim) -> TrainConfig:
-    return TrainConfig(out=str(out), device="cpu", cpu_threads=1).replace(
-        model={"n_layer": 2, "n_head": 2, "d_model": 32, "context": 32},
-        optim={"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 2, "max_steps": 8, **optim},
-        batch={"micro_batch": 4, "grad_accum": 2},
-        data={"shards": str(corpus["shards"]), "prefetch": 1},
-        log={"every": 1, "progress": False})
+from curate.train.shards import TokenShards
 
 
 def test_lr_warms_up_then_decays_to_min():
@@ -73,14 +46,14 @@ def test_layout_and_stream_give_every_context_once_per_epoch(corpus):
 
 
 def test_loss_falls_and_evaluation_works(corpus, tmp_path):
-    from curate.train.tokenizer import load_tokenizer
-    from curate.train.evaluate import Choice, MCItem, multiple_choice_accuracy
-    from curate.train.loop import train
-    from curate.train.model import GPT
-    from curate.train.loop import model_config
     from safetensors.torch import load_model
 
-    cfg = tiny(corpus, tmp_path / "run", max_steps=60, warmup_steps=5).replace(
+    from curate.integrity import load_tokenizer
+    from curate.train.evaluate import Choice, MCItem, multiple_choice_accuracy
+    from curate.train.loop import model_config, train
+    from curate.train.model import GPT
+
+    cfg = tiny_train_config(corpus, tmp_path / "run", max_steps=60, warmup_steps=5).replace(
         data={"heldout_shards": str(corpus["heldout"])}, eval={"every": 30, "heldout_batches": 4},
         log={"every": 10})
     result = train(cfg)
@@ -106,8 +79,8 @@ def test_loss_falls_and_evaluation_works(corpus, tmp_path):
 def test_resume_continues_with_exactly_the_next_batch(corpus, tmp_path):
     from curate.train.loop import train
 
-    full = train(tiny(corpus, tmp_path / "full").replace(checkpoint={"every": 3}), record_contexts=True)
-    cfg = tiny(corpus, tmp_path / "killed").replace(checkpoint={"every": 3})
+    full = train(tiny_train_config(corpus, tmp_path / "full").replace(checkpoint={"every": 3}), record_contexts=True)
+    cfg = tiny_train_config(corpus, tmp_path / "killed").replace(checkpoint={"every": 3})
     first = train(cfg, stop_after=5, record_contexts=True)  # dies after step 5; last checkpoint at 3
     assert first.step == 5
     (tmp_path / "killed" / "checkpoints" / ".tmp-step-00000006").mkdir()  # a half-written checkpoint
@@ -122,7 +95,7 @@ def test_resume_continues_with_exactly_the_next_batch(corpus, tmp_path):
 def test_changed_data_or_layout_is_refused(corpus, tmp_path):
     from curate.train.loop import train
 
-    cfg = tiny(corpus, tmp_path / "run", max_steps=2).replace(checkpoint={"every": 1})
+    cfg = tiny_train_config(corpus, tmp_path / "run", max_steps=2).replace(checkpoint={"every": 1})
     train(cfg)
     with pytest.raises(CurateError, match="token shards changed"):
         train(cfg.replace(optim={"max_steps": 4}, data={"shards": str(corpus["other"])}))

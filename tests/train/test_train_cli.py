@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from helpers import read_jsonl
 
-from conftest import read_jsonl
 from curate.commands.mix import command as mix
-from curate.commands.tokenize import command as tokenize, tokenizer
+from curate.commands.tokenize import command as tokenize
+from curate.commands.tokenize import tokenizer
 from curate.commands.train import command as train
 
 
@@ -15,7 +16,8 @@ def test_mix_tokenize_train_from_the_shell(shared_data, tmp_path):
     docs = read_jsonl(shared_data / "corpora" / "nltk_state_union.jsonl", limit=12)
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"id": d["id"], "text": d["text"][:4000]}) + "\n"
                                                  for d in docs))
-    (tmp_path / "mix.yaml").write_text("seed: 1\ntotal_tokens: 20000\nsources:\n  sotu: {path: docs.jsonl, weight: 1}\n")
+    (tmp_path / "mix.yaml").write_text("seed: 1\ntotal_tokens: 20000\n"
+                                       "sources:\n  sotu: {path: docs.jsonl, weight: 1}\n")
     (tmp_path / "train.yaml").write_text(
         "out: run\ndevice: cpu\ncpu_threads: 1\nmodel: {n_layer: 1, n_head: 1, d_model: 16, context: 16}\n"
         "optim: {max_steps: 3, warmup_steps: 1}\nbatch: {micro_batch: 2}\ndata: {shards: shards, heldout_contexts: 4}\n"

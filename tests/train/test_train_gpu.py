@@ -10,8 +10,7 @@ import math
 
 import numpy as np
 import pytest
-
-from test_train import corpus, tiny  # noqa: F401  (the shared module-scoped token shards)
+from helpers import tiny_train_config
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu,
@@ -19,7 +18,7 @@ pytestmark = [pytest.mark.gpu,
 
 
 def on_cuda(corpus: dict, out, **changes):
-    return tiny(corpus, out, **changes.pop("optim", {})).replace(device="cuda", **changes)
+    return tiny_train_config(corpus, out, **changes.pop("optim", {})).replace(device="cuda", **changes)
 
 
 def test_loss_falls_on_cuda_with_compile_and_reports_mfu(corpus, tmp_path):
