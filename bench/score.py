@@ -66,7 +66,7 @@ def time_single_process(model_path: Path, texts: list[str], batch: int, passes: 
     from curate.quality.classifier import load_classifier
 
     clf = load_classifier(model_path)
-    lines = [clf.normalize(t) for t in texts]
+    lines = [clf.normalize_line(t) for t in texts]
 
     def fold_and_predict():
         for i in range(0, len(texts), batch):

@@ -15,7 +15,6 @@ Other modules use :func:`train_classifier`, :func:`load_classifier` and
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curate.core import CurateError
-from curate.integrity import load_fasttext, write_sidecar
+from curate.integrity import atomic_file, load_fasttext, write_sidecar, write_text_atomic
 
 DEFAULT_MAX_CHARS = 100_000
 LABEL_PREFIX = "__label__"
@@ -67,7 +66,8 @@ class Classifier:
     lowercase: bool = False
     max_chars: int | None = DEFAULT_MAX_CHARS
 
-    def normalize(self, text: str | None) -> str:
+    def normalize_line(self, text: str | None) -> str:
+        """:func:`normalize_line` with the settings this model was trained with."""
         return normalize_line(text, lowercase=self.lowercase, max_chars=self.max_chars)
 
     def check_label(self, label: str) -> None:
@@ -80,7 +80,7 @@ class Classifier:
         if len(texts) == 0:
             return np.zeros(0, dtype=np.float64)
         wanted = LABEL_PREFIX + label
-        labels, probs = self.model.predict([self.normalize(t) for t in texts], k=-1)
+        labels, probs = self.model.predict([self.normalize_line(t) for t in texts], k=-1)
         return np.fromiter(
             (p[ls.index(wanted)] if wanted in ls else 0.0 for ls, p in zip(labels, probs)),
             dtype=np.float64, count=len(texts))
@@ -221,7 +221,7 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], out_pat
         "counts": {"positive_input": len(positives), "negative_input": len(negatives), **data["counts"]},
         "metrics": metrics, **(metadata or {}),
     }
-    metadata_path(out_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(metadata_path(out_path), json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
 
@@ -251,11 +251,10 @@ def _fit(train_rows: list[tuple[str, str]], out_path: Path, hyper: dict):
     import fasttext
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".train-") as tmp:
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".train-") as tmp, atomic_file(out_path) as staged:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"{LABEL_PREFIX}{label} {text}\n" for label, text in train_rows),
                               encoding="utf-8")
-        staged = Path(tmp) / "model.bin"
         try:
             train_fasttext_isolated(train_file, staged, epoch=hyper["epoch"], lr=hyper["lr"], dim=hyper["dim"],
                                     wordNgrams=hyper["word_ngrams"], minCount=hyper["min_count"],
@@ -266,7 +265,6 @@ def _fit(train_rows: list[tuple[str, str]], out_path: Path, hyper: dict):
                               "use more documents, a lower --lr or another --seed/--dim") from None
         model = fasttext.load_model(str(staged))
         digest = write_sidecar(staged, out_path)
-        os.replace(staged, out_path)
     return model, digest
 
 
