@@ -38,6 +38,13 @@ LEASE_DIR = "_lease"
 DEFAULT_STALE_AFTER = 120.0
 _RECORD = re.compile(r"^(\d{8})\.json$")
 _MAX_ATTEMPTS = 8
+_SECRET = re.compile(r"(?i)([\w.\-]*(secret|password|passwd|token|credential|access_key|session_key)[\w.\-]*=)\S+")
+
+
+def redact(command: str) -> str:
+    """``command`` with the values of secret-looking ``key=value`` pairs masked (``--conf
+    spark.executorEnv.AWS_SECRET_ACCESS_KEY=…`` must not reach a lease record)."""
+    return _SECRET.sub(r"\1***", command)
 
 
 def lease_dir(output_uri: str) -> str:
@@ -225,7 +232,7 @@ def _new_record(owner_command: str, stale_after: float) -> dict[str, Any]:
     now = time.time()
     host = socket.gethostname()
     return {"owner": f"{_user()}@{host}", "host": host, "pid": os.getpid(), "token": secrets.token_hex(16),
-            "started": now, "started_utc": _iso(now), "heartbeat": now, "command": owner_command,
+            "started": now, "started_utc": _iso(now), "heartbeat": now, "command": redact(owner_command),
             "stale_after": stale_after, "released": False}
 
 

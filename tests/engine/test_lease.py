@@ -179,3 +179,13 @@ def test_partially_written_local_record_is_waited_for(tmp_path, monkeypatch):
 def test_bad_timeout_is_refused(tmp_path):
     with pytest.raises(CurateError, match="lease timeout must be positive"):
         acquire(str(tmp_path), owner_command="x", stale_after=0)
+
+
+def test_secrets_on_the_command_line_never_reach_the_record(tmp_path):
+    command = ("curate run p.yaml --conf spark.executorEnv.AWS_SECRET_ACCESS_KEY=wJalr/K7+x "
+               "--conf spark.hadoop.fs.gs.auth.token=ya29.abc --output s3://b/out")
+    with acquire(str(tmp_path / "out"), owner_command=command, heartbeat_every=0) as held:
+        stored = fs.read_text(held.uri)
+    assert "wJalr" not in stored and "ya29" not in stored
+    assert json.loads(stored)["command"] == ("curate run p.yaml --conf spark.executorEnv.AWS_SECRET_ACCESS_KEY=*** "
+                                             "--conf spark.hadoop.fs.gs.auth.token=*** --output s3://b/out")
