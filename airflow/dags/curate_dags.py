@@ -19,7 +19,8 @@ Configuration (all optional; see docs/airflow.md):
 - ``CURATE_AIRFLOW_COMMAND``: the command prefix (default: ``<this python> -m curate``), e.g.
   ``spark-submit --master spark://host:7077 <site-packages>/curate/__main__.py`` on a cluster.
 
-Only PyYAML and Airflow are imported here: no pyspark, torch or faiss at parse time.
+Only PyYAML, Airflow and the stdlib-only ``curate.engine.layout`` (the on-disk names) are
+imported here: no pyspark, torch or faiss at parse time.
 """
 from __future__ import annotations
 
@@ -35,10 +36,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from curate.engine.layout import FINAL_DIR, READ_DIR  # stdlib-only: keeps the DAG light
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-READ_STEP, FINAL_STEP = "00-read", "final"
 ASSET_SCHEME = "x-curate"
 DEFAULT_RETRY = {"retries": 2, "retry_delay_seconds": 60, "max_retry_delay_seconds": 1800}
 _PLACEHOLDER = re.compile(r"{{\s*([a-z_]+)\s*}}")
@@ -71,7 +73,7 @@ class PipelineSpec:
 
     @property
     def asset_uri(self) -> str:
-        return f"{ASSET_SCHEME}://pipeline/{self.name}/final"
+        return f"{ASSET_SCHEME}://pipeline/{self.name}/{FINAL_DIR}"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def step_names(stages: list) -> tuple[str, ...]:
         names.append(f"{index:02d}-{name}")
     if not names:
         raise ValueError("pipeline has no stages")
-    return (READ_STEP, *names, FINAL_STEP)
+    return (READ_DIR, *names, FINAL_DIR)
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -286,7 +288,7 @@ def build_pipeline_dag(spec: PipelineSpec):
     from airflow.sdk.exceptions import AirflowFailException
 
     def make_task(step: str):
-        @task.bash(task_id=step, outlets=[pipeline_asset(spec)] if step == FINAL_STEP else [])
+        @task.bash(task_id=step, outlets=[pipeline_asset(spec)] if step == FINAL_DIR else [])
         def run_step(**context) -> str:
             values = interval_values(context.get("data_interval_start"), context.get("data_interval_end"))
             try:

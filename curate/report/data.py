@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from curate.core import REJECT_REASON, CurateError
+from curate.engine.layout import DATA_DIR, FINAL_DIR, MANIFEST, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
 
-MANIFEST = "_manifest.json"
-QUARANTINE_DIR = "_quarantine"
 FILTER_META = "curate_filter"
 NUMERIC = {"double", "float", "integer", "long", "short", "byte"}
 BYTES_PER_TOKEN = 4.0  # the estimate `curate mix` uses without a tokenizer
@@ -39,10 +38,10 @@ class Step:
     def params(self) -> dict:
         return self.manifest.get("params", {})
 
-    def schema_fields(self, output: str = "data") -> list[dict]:
+    def schema_fields(self, output: str = DATA_DIR) -> list[dict]:
         return (self.manifest.get("outputs", {}).get(output, {}).get("schema") or {}).get("fields", [])
 
-    def shard_files(self, output: str = "data") -> list[Path]:
+    def shard_files(self, output: str = DATA_DIR) -> list[Path]:
         shards = self.manifest.get("outputs", {}).get(output, {}).get("shards", [])
         return [self.path / s["file"] for s in shards if (self.path / s["file"]).is_file()]
 
@@ -137,8 +136,8 @@ def source_funnel(steps: list[Step], column: str = "source") -> dict[str, Any] |
     removed: Counter = Counter()
     for s in steps:
         kept[s.dirname] = {k[0] if k[0] is not None else "(none)": n
-                           for k, n in _count_by(s.shard_files("data"), [column]).items()}
-        for (src, reason), n in _count_by(s.shard_files("rejected"), [column, REJECT_REASON]).items():
+                           for k, n in _count_by(s.shard_files(DATA_DIR), [column]).items()}
+        for (src, reason), n in _count_by(s.shard_files(REJECTED_DIR), [column, REJECT_REASON]).items():
             removed[(src if src is not None else "(none)", reason)] += n
     sources = sorted({src for counts in kept.values() for src in counts} | {src for src, _ in removed})
     return {"column": column, "sources": sources, "kept": kept,
@@ -153,7 +152,7 @@ def score_columns(steps: list[Step]) -> list[ScoreColumn]:
     seen: set[str] = set()
     out: list[ScoreColumn] = []
     for s in steps:
-        if s.dirname in ("00-read", "final"):
+        if s.dirname in (READ_DIR, FINAL_DIR):
             seen |= {f["name"] for f in s.schema_fields()}
             continue
         for f in s.schema_fields():
@@ -205,7 +204,7 @@ def score_values(steps: list[Step], col: ScoreColumn, max_rows: int) -> list[flo
 
     step = next(s for s in steps if s.dirname == col.step)
     values: list[float] = []
-    for batch in _batches(step.shard_files("data"), [col.column]):
+    for batch in _batches(step.shard_files(DATA_DIR), [col.column]):
         array = batch.column(0)
         if col.field is not None:
             array = pc.struct_field(array, col.field)
@@ -222,7 +221,7 @@ def quarantine_summary(output: Path, steps: list[Step], limit: int = 20) -> dict
     read = next((s for s in steps if s.stage == "read"), None)
     st = read.stats if read else {}
     samples = []
-    for f in sorted((Path(output) / QUARANTINE_DIR / "data").glob("part-*.jsonl")):
+    for f in sorted((Path(output) / QUARANTINE_DIR / DATA_DIR).glob("part-*.jsonl")):
         with open(f, encoding="utf-8") as fh:
             for line in fh:
                 if len(samples) >= limit:
@@ -256,7 +255,7 @@ def ordering_summaries(steps: list[Step]) -> list[dict[str, Any]]:
                         "random_similarity": st.get("random_mean_adjacent_similarity"),
                         "same_label": st.get("adjacent_same_label"),
                         "random_same_label": st.get("random_adjacent_same_label"),
-                        "details": {k: st[k] for k in ("documents", "k", "clusters", "groups", "adjacent_pairs",
+                        "details": {k: st[k] for k in ("rows_in", "k", "clusters", "groups", "adjacent_pairs",
                                                        "near_duplicate_adjacent", "random_sample")
                                     if st.get(k) is not None}})
     return out
