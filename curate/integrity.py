@@ -66,12 +66,12 @@ def read_sidecar(path: str | Path) -> str | None:
     return digest
 
 
-def expected_sha256(path: str | Path) -> str:
+def expected_sha256(path: str | Path, *, what: str = "file") -> str:
     """The digest in ``path``'s sidecar; a CurateError saying how to create it when absent."""
     digest = read_sidecar(path)
     if digest is None:
         sidecar = sidecar_path(path)
-        raise CurateError(f"{path} has no sha256 sidecar {sidecar.name}; once you trust the file, create it "
+        raise CurateError(f"{what} {path} has no sha256 sidecar {sidecar.name}; once you trust the file, create it "
                           f"with `sha256sum {Path(path).name} > {sidecar.name}` (in its directory)")
     return digest
 
@@ -81,7 +81,7 @@ def verify_file(path: str | Path, *, what: str = "file") -> str:
     path = Path(path)
     if not path.is_file():
         raise CurateError(f"{what} not found: {path}")
-    return verify_digest(path, expected_sha256(path), what=what, source="its sidecar")
+    return verify_digest(path, expected_sha256(path, what=what), what=what, source="its sidecar")
 
 
 def verify_digest(path: str | Path, expected: str, *, what: str = "file", source: str = "the expected hash") -> str:
