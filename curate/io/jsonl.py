@@ -3,16 +3,26 @@
 Every physical line of every input file ends up as exactly one :class:`Parsed` record:
 either a document or a quarantined line with a reason. File-level problems (zero-byte
 file, truncated ``.gz``/``.zst``) add one record with ``kind="file"``.
+
+Files are opened through :mod:`curate.io.fs`, so a path may be a local path or any URI.
+A large uncompressed file is read as line-aligned byte ranges (:func:`parse_split`): a range
+``[start, end)`` owns the lines that *start* in it, and numbers them from the count of
+newlines before ``start`` (:func:`count_newlines` over the preceding ranges), so records
+and generated ids are exactly those of reading the file whole.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
+
+from curate.io import fs
 
 BOM = b"\xef\xbb\xbf"
+NEWLINE = ord("\n")
 CHUNK = 1 << 20
 SNIPPET_CHARS = 200
 
@@ -73,10 +83,17 @@ def _new_zstd():
     return zstandard.ZstdDecompressor().decompressobj()
 
 
-def byte_chunks(path: Path) -> Iterator[bytes]:
-    """Decompressed bytes of ``path`` by its suffix (.gz, .zst or plain)."""
-    name = path.name
-    with open(path, "rb") as fh:
+COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
+
+
+def is_compressed(path: str | Path) -> bool:
+    return str(path).endswith(COMPRESSED_SUFFIXES)
+
+
+def byte_chunks(path: str | Path) -> Iterator[bytes]:
+    """Decompressed bytes of ``path`` (a local path or a URI) by its suffix (.gz, .zst or plain)."""
+    name = fs.name(path)
+    with fs.open_file(path, "rb") as fh:
         if name.endswith(".gz"):
             yield from _decompressed(fh, _new_gzip)
         elif name.endswith((".zst", ".zstd")):
@@ -164,19 +181,12 @@ def parse_line(rel: str, line_no: int, raw: bytes, opts: ParseOptions) -> Parsed
                   repairs=",".join(repairs) or None)
 
 
-def parse_file(path: Path, rel: str, opts: ParseOptions) -> Iterator[Parsed]:
-    """Every record of one JSONL(.gz/.zst) file, quarantine records included."""
+def _accounted(rel: str, lines: Iterator[tuple[int, bytes]], opts: ParseOptions,
+               first_line: int = 1) -> Iterator[Parsed]:
+    """Parse numbered lines; a read error becomes one ``kind="file"`` record after the last line."""
+    last = first_line - 1
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        yield Parsed(rel, 0, "file", reason=f"unreadable: {exc.strerror}")
-        return
-    if size == 0:
-        yield Parsed(rel, 0, "file", reason="empty_file")
-        return
-    last = 0
-    try:
-        for line_no, raw in split_lines(byte_chunks(path)):
+        for line_no, raw in lines:
             last = line_no
             yield parse_line(rel, line_no, raw, opts)
     except Truncated as exc:
@@ -187,13 +197,134 @@ def parse_file(path: Path, rel: str, opts: ParseOptions) -> Iterator[Parsed]:
         yield Parsed(rel, last + 1, "file", reason=f"corrupt_file: {type(exc).__name__}: {exc}")
 
 
+def _size(path: str | Path) -> int | str:
+    """The size of ``path``, or the reason it cannot be read."""
+    try:
+        return fs.info(path)["size"]
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+
+
+def parse_file(path: str | Path, rel: str, opts: ParseOptions) -> Iterator[Parsed]:
+    """Every record of one JSONL(.gz/.zst) file, quarantine records included."""
+    size = _size(path)
+    if isinstance(size, str):
+        yield Parsed(rel, 0, "file", reason=size)
+        return
+    if size == 0:
+        yield Parsed(rel, 0, "file", reason="empty_file")
+        return
+    yield from _accounted(rel, split_lines(byte_chunks(path)), opts)
+
+
+# ---------------------------------------------------------------- byte-range splits
+
+SPLIT_CHUNK = 8 << 20
+
+
+def split_ranges(size: int, split_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` byte ranges of at most ``split_size`` covering ``size`` bytes (one for an empty file)."""
+    if size <= split_size:
+        return [(0, size)]
+    return [(start, min(start + split_size, size)) for start in range(0, size, split_size)]
+
+
+def count_newlines(path: str | Path, start: int, end: int) -> int:
+    """Number of ``\n`` bytes in ``[start, end)`` of an uncompressed file."""
+    count = 0
+    with fs.open_file(path, "rb") as fh:
+        fh.seek(start)
+        left = end - start
+        while left > 0 and (chunk := fh.read(min(SPLIT_CHUNK, left))):
+            count += chunk.count(b"\n")
+            left -= len(chunk)
+    return count
+
+
+def _reads(fh: IO[bytes]) -> Iterator[bytes]:
+    while chunk := fh.read(SPLIT_CHUNK):
+        yield chunk
+
+
+def owned_chunks(fh: IO[bytes], start: int, end: int) -> tuple[int, Iterator[bytes]]:
+    """The bytes of the lines that start in ``[start, end)`` of ``fh``.
+
+    Returns ``(skipped, chunks)``: ``skipped`` is 1 when the range began inside a line (the
+    partial line belongs to the previous range and is skipped up to its newline), else 0; the
+    chunks run from the first owned line to the end of the last one, which may lie past ``end``.
+    """
+    skipped = 0
+    if start > 0:
+        fh.seek(start - 1)
+        skipped = int(fh.read(1) != b"\n")
+    else:
+        fh.seek(0)
+    reads, pos, head = _reads(fh), start, b""
+    if skipped:
+        for chunk in reads:
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                pos, head = pos + cut + 1, chunk[cut + 1:]
+                break
+            pos += len(chunk)
+            if pos >= end:
+                break
+        else:
+            pos = end  # end of file inside the partial line: nothing starts here
+    if pos >= end:
+        return skipped, iter(())
+    return skipped, _until_line_end(head, reads, end - pos)
+
+
+def _until_line_end(head: bytes, reads: Iterator[bytes], budget: int) -> Iterator[bytes]:
+    """``budget`` (> 0) bytes of ``head`` + ``reads``, then the rest of the line they end inside."""
+    stream = itertools.chain([head] if head else [], reads)
+    for chunk in stream:
+        if len(chunk) < budget:
+            budget -= len(chunk)
+            yield chunk
+            continue
+        yield chunk[:budget]
+        if chunk[budget - 1] == NEWLINE:
+            return
+        for piece in itertools.chain([chunk[budget:]], stream):
+            cut = piece.find(b"\n")
+            if cut >= 0:
+                yield piece[:cut + 1]
+                return
+            yield piece
+        return
+
+
+def parse_split(path: str | Path, rel: str, start: int, end: int, newlines_before: int,
+                opts: ParseOptions) -> Iterator[Parsed]:
+    """Every record of the lines starting in ``[start, end)`` of an uncompressed JSONL file.
+
+    ``newlines_before`` is the number of newlines in ``[0, start)``; with it every line keeps
+    its physical number in the whole file.
+    """
+    try:
+        fh = fs.open_file(path, "rb")
+    except OSError as exc:
+        yield Parsed(rel, newlines_before + 1, "file", reason=f"unreadable: {exc.strerror or exc}")
+        return
+    with fh:
+        try:
+            skipped, chunks = owned_chunks(fh, start, end)
+        except OSError as exc:
+            yield Parsed(rel, newlines_before + 1, "file", reason=f"corrupt_file: {exc}")
+            return
+        first = newlines_before + skipped + 1
+        numbered = ((first - 1 + n, raw) for n, raw in split_lines(chunks))
+        yield from _accounted(rel, numbered, opts, first)
+
+
 def read_records(path: str | Path, hint: str = "") -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a small side file (benchmarks,
-    labelled examples, mixture outputs; ``.gz``/``.zst`` ok). Unlike corpus reading, which
+    labelled examples, mixture outputs; ``.gz``/``.zst`` ok; a local path or a URI). Unlike corpus reading, which
     quarantines, a bad line here stops with ``path:line`` and the reason (plus ``hint``)."""
     from curate.core import CurateError
 
-    path = Path(path)
     try:
         for number, raw in split_lines(byte_chunks(path)):
             if not raw.strip():

@@ -74,13 +74,11 @@ def local_documents() -> Iterator[dict]:
     yield from stdlib_documents()
 
 
-def write_local_docs(path: Path, limit: int | None = None) -> int:
-    """Write the harvested corpus as JSONL (sorted by id); return the number of documents."""
+def write_local_docs(path: str | Path, limit: int | None = None) -> int:
+    """Write the harvested corpus as JSONL (sorted by id) to a local path or a URI, whole or
+    not at all; return the number of documents."""
+    from curate.io import fs
+
     docs = sorted(local_documents(), key=lambda d: d["id"])[:limit]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for doc in docs:
-            fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    fs.write_bytes(path, "".join(json.dumps(doc, ensure_ascii=False) + "\n" for doc in docs).encode("utf-8"))
     return len(docs)

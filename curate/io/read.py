@@ -1,26 +1,53 @@
 """Reading raw input with quarantine accounting.
 
-JSONL(.gz/.zst) or Parquet — a file, a directory or a glob — becomes a DataFrame of
-documents (``id``, ``text``, carried columns) plus a DataFrame of quarantine records
+JSONL(.gz/.zst) or Parquet — a file, a directory or a glob, as a local path or a URI
+(``s3://``, ``gs://``… through :mod:`curate.io.fs`) — becomes a DataFrame of documents
+(``id``, ``text``, carried columns) plus a DataFrame of quarantine records
 (``file``, ``line``, ``kind``, ``reason``, ``snippet``).
+
+All bytes are read inside Spark tasks through fsspec, never by a Spark data source, so the
+same URIs work on any cluster. The unit of work is a split: a line-aligned byte range of an
+uncompressed JSONL file (``input.split_size``, default 128 MiB), a whole compressed JSONL file,
+or a run of consecutive Parquet row groups.
 """
 from __future__ import annotations
 
-import glob as globlib
 import hashlib
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curate.core import ID, TEXT, CurateError
-from curate.io.jsonl import ParseOptions, parse_file
+from curate.io import fs
+from curate.io.jsonl import ParseOptions, count_newlines, is_compressed, parse_file, parse_split, split_ranges
 from curate.io.shards import last_complete_stage, load_manifest, read_stage
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".json", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
 QUARANTINE_COLUMNS = ["file", "line", "kind", "reason", "snippet"]
+DEFAULT_SPLIT_SIZE = 128 << 20
+MIN_SPLIT_SIZE = 1 << 10
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10**3, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tb": 10**12, "tib": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: Any, where: str) -> int:
+    """Bytes from an int or a string such as ``64MiB``, ``1.5GB``, ``4096`` (at least 1 KiB)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        m = _SIZE.match(value) if isinstance(value, str) else None
+        if not m or m.group(2).lower() not in _UNITS:
+            raise CurateError(f"{where}: expected a size in bytes or like '64MiB' / '1GB', got {value!r}")
+        size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if size < MIN_SPLIT_SIZE:
+        raise CurateError(f"{where}: must be at least 1KiB, got {value!r}")
+    return size
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -29,13 +56,17 @@ class InputSpec:
     text_field: str = "text"
     id_field: str = "id"
     utf8: str = "replace"  # replace | strict
+    split_size: int | str = DEFAULT_SPLIT_SIZE  # bytes per task for large uncompressed JSONL/Parquet
+
+    def __post_init__(self):
+        object.__setattr__(self, "split_size", parse_size(self.split_size, "input.split_size"))
 
 
 @dataclass
 class ReadResult:
     docs: Any  # DataFrame: id, text, carried columns
     quarantine: Any  # DataFrame: QUARANTINE_COLUMNS
-    root: Path
+    root: str  # local directory or URI prefix the relative file names are under
     files: list[str]
     cached: list = field(default_factory=list)  # persisted frames to release after writing
 
@@ -46,29 +77,21 @@ class ReadResult:
 
 # ---------------------------------------------------------------- listing
 
-def list_input_files(path: str | Path) -> tuple[Path, list[str]]:
-    """Resolve a file, directory (recursive) or glob to (root, sorted relative paths)."""
+def list_input_files(path: str | Path) -> tuple[str, list[str]]:
+    """Resolve a file, directory (recursive) or glob — local or a URI — to (root, sorted relative paths)."""
     text = str(path)
-    if any(ch in text for ch in "*?["):
-        matches = sorted(Path(p).resolve() for p in globlib.glob(text, recursive=True))
-        files = [p for p in matches if p.is_file()]
-        root = Path(os.path.commonpath([str(p.parent) for p in files])) if files else Path(".")
+    if fs.is_remote(text):
+        fs.check_reachable(text)
     else:
-        p = Path(text).expanduser().resolve()
-        if p.is_file():
-            root, files = p.parent, [p]
-        elif p.is_dir():
-            root = p
-            files = sorted(f for f in p.rglob("*") if f.is_file() and _is_data_file(f))
-        else:
-            raise CurateError(f"input not found: {path}")
+        text = fs.resolve(text, os.getcwd())
+    root, files = fs.list_files(text, keep=_is_data_file)
     if not files:
         raise CurateError(f"no input files (.jsonl, .jsonl.gz, .jsonl.zst, .parquet) under {path}")
-    return root, sorted(str(f.relative_to(root)) for f in files)
+    return root, files
 
 
-def _is_data_file(path: Path) -> bool:
-    name = path.name
+def _is_data_file(rel: str) -> bool:
+    name = posixpath.basename(rel)
     return not name.startswith((".", "_")) and name.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
 
 
@@ -83,19 +106,31 @@ def detect_format(files: list[str], fmt: str) -> str:
     return kinds.pop()
 
 
-def fingerprint_files(root: Path, files: list[str]) -> str:
-    """Order-independent fingerprint of input files: relative path, size and mtime."""
+def file_infos(root: str | Path, files: list[str]) -> list[dict]:
+    """``{"size", "token"}`` of each input file (token: mtime locally, ETag/mtime remotely)."""
+    infos = []
+    for rel in files:
+        uri = fs.join(root, rel)
+        try:
+            infos.append(fs.info(uri))
+        except FileNotFoundError:
+            raise CurateError(f"input file disappeared since it was listed: {uri}") from None
+    return infos
+
+
+def fingerprint_files(root: str | Path, files: list[str], infos: list[dict] | None = None) -> str:
+    """Order-independent fingerprint of input files: relative path, size and change token."""
+    infos = infos if infos is not None else file_infos(root, files)
     h = hashlib.sha256()
-    for rel in sorted(files):
-        st = (root / rel).stat()
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for rel, st in sorted(zip(files, infos)):
+        h.update(f"{rel}\0{st['size']}\0{st['token']}\n".encode())
     return h.hexdigest()
 
 
 BUILTIN_PREFIX = "builtin:"
 
 
-def materialize_builtin(spec: InputSpec, output_dir: Path) -> InputSpec:
+def materialize_builtin(spec: InputSpec, output_dir: str | Path) -> InputSpec:
     """Resolve ``builtin:local-docs`` to a JSONL harvested once into ``<output>/_builtin/``."""
     if not spec.path.startswith(BUILTIN_PREFIX):
         return spec
@@ -104,74 +139,134 @@ def materialize_builtin(spec: InputSpec, output_dir: Path) -> InputSpec:
         raise CurateError(f"unknown builtin corpus '{name}'; available: local-docs")
     from curate.io.localdocs import write_local_docs
 
-    target = Path(output_dir) / "_builtin" / f"{name}.jsonl"
-    if not target.is_file():
+    target = fs.join(output_dir, "_builtin", f"{name}.jsonl")
+    if not fs.isfile(target):
         write_local_docs(target)
-    return InputSpec(**{**spec.__dict__, "path": str(target)})
+    return InputSpec(**{**spec.__dict__, "path": target})
 
 
 # ---------------------------------------------------------------- reading
 
-def read_documents(spark, spec: InputSpec) -> ReadResult:
-    """Read raw input with full accounting: every line is a document or a quarantine record."""
-    root, files = list_input_files(spec.path)
+def read_documents(spark, spec: InputSpec, listing: tuple[str, list[str]] | None = None) -> ReadResult:
+    """Read raw input with full accounting: every line is a document or a quarantine record.
+
+    ``listing`` — ``(root, relative files)`` fixed earlier (the read manifest's) — is read as
+    given, so files added to the input meanwhile do not change what a run reads.
+    """
+    root, files = listing if listing is not None else list_input_files(spec.path)
+    root = str(root)
     fmt = detect_format(files, spec.format)
+    infos = file_infos(root, files)
     reader = _read_parquet if fmt == "parquet" else _read_jsonl
-    docs, quarantine, cached = reader(spark, root, files, spec)
+    docs, quarantine, cached = reader(spark, root, files, infos, spec)
     docs, dup_quarantine = _quarantine_duplicate_ids(docs)
     quarantine = quarantine.unionByName(dup_quarantine)
-    return ReadResult(docs, quarantine, root, files, cached)
+    return ReadResult(docs, quarantine, root, list(files), cached)
 
 
-_PARSED_SCHEMA = (
-    "file string, line long, kind string, id string, text string, extra string, "
-    "reason string, snippet string, repairs string"
-)
+_PARSED_FIELDS = ["file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
+_PARSED_SCHEMA = ", ".join(f"{f} {'long' if f == 'line' else 'string'}" for f in _PARSED_FIELDS)
 
 
-def _parse_partitions(root: str, files: list[str], opts: ParseOptions, fingerprint: str,
+def _parsed_batch(rows):
+    import pyarrow as pa
+
+    schema = pa.schema([(f, pa.int64() if f == "line" else pa.large_string()) for f in _PARSED_FIELDS])
+    return pa.RecordBatch.from_pydict({f: [getattr(r, f) for r in rows] for f in _PARSED_FIELDS}, schema=schema)
+
+
+def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, fingerprint: str,
                       batch_bytes: int = 32 << 20):
-    """mapInArrow function: partition i parses file i into Arrow batches of Parsed rows.
+    """mapInArrow function: partition i parses unit i into Arrow batches of Parsed rows.
 
+    A unit is ``(rel, start, end, newlines_before)``; ``end < 0`` means the whole file.
     ``fingerprint`` is unused by the function itself: it makes the plan of a changed input
     differ from a cached one, so Spark never serves stale cached rows.
     """
-    import pyarrow as pa
-
-    fields = ["file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
-
-    def to_batch(rows):
-        cols = {f: [getattr(r, f) for r in rows] for f in fields}
-        return pa.RecordBatch.from_pydict(
-            cols, schema=pa.schema([(f, pa.int64() if f == "line" else pa.large_string()) for f in fields]))
+    def records(index):
+        rel, start, end, newlines_before = units[index]
+        uri = fs.join(root, rel)
+        if end < 0:
+            return parse_file(uri, rel, opts)
+        return parse_split(uri, rel, start, end, newlines_before, opts)
 
     def run(batches, _fingerprint=fingerprint):
         for batch in batches:
             for index in batch.column(0).to_pylist():
-                rel = files[index]
                 rows, size = [], 0
-                for rec in parse_file(Path(root) / rel, rel, opts):
+                for rec in records(index):
                     rows.append(rec)
                     size += len(rec.text or "") + len(rec.extra or "")
                     if len(rows) >= 2000 or size >= batch_bytes:
-                        yield to_batch(rows)
+                        yield _parsed_batch(rows)
                         rows, size = [], 0
                 if rows:
-                    yield to_batch(rows)
+                    yield _parsed_batch(rows)
 
     return run
 
 
-def _read_jsonl(spark, root: Path, files: list[str], spec: InputSpec):
+def _map_units(spark, count: int, fn, schema: str):
+    """One Spark task per unit index in ``range(count)``, each running ``fn`` (mapInArrow)."""
+    return spark.range(0, count, 1, numPartitions=max(count, 1)).mapInArrow(fn, schema)
+
+
+def jsonl_units(files: list[str], infos: list[dict], split_size: int) -> list[tuple[str, int, int, int]]:
+    """Work units ``(rel, start, end, -1)`` before line numbering; ``end = -1`` reads the whole file.
+
+    Uncompressed files larger than ``split_size`` become line-aligned byte ranges.
+    """
+    units = []
+    for rel, st in zip(files, infos):
+        if is_compressed(rel) or st["size"] <= split_size:
+            units.append((rel, 0, -1, 0))
+        else:
+            units.extend((rel, start, end, -1) for start, end in split_ranges(st["size"], split_size))
+    return units
+
+
+def number_units(units: list[tuple[str, int, int, int]], counts: dict[int, int]) -> list[tuple[str, int, int, int]]:
+    """Fill each split's ``newlines_before`` from the newline counts of the splits before it."""
+    numbered, before, current = [], 0, None
+    for i, (rel, start, end, nb) in enumerate(units):
+        if nb >= 0:
+            numbered.append((rel, start, end, nb))
+            continue
+        if rel != current:
+            current, before = rel, 0
+        numbered.append((rel, start, end, before))
+        before += counts.get(i, 0)
+    return numbered
+
+
+def _newline_counts(spark, root: str, units: list[tuple]) -> dict[int, int]:
+    """Newlines in every split that has a later split in its file: one small number per task."""
+    wanted = [i for i, u in enumerate(units[:-1]) if u[3] < 0 and units[i + 1][0] == u[0] and units[i + 1][3] < 0]
+    if not wanted:
+        return {}
+
+    def run(batches):
+        import pyarrow as pa
+
+        for batch in batches:
+            idx = [wanted[k] for k in batch.column(0).to_pylist()]
+            counts = [count_newlines(fs.join(root, units[i][0]), units[i][1], units[i][2]) for i in idx]
+            yield pa.RecordBatch.from_pydict({"i": idx, "n": counts},
+                                             schema=pa.schema([("i", pa.int64()), ("n", pa.int64())]))
+
+    return {r.i: r.n for r in _map_units(spark, len(wanted), run, "i long, n long").collect()}
+
+
+def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: InputSpec):
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     opts = ParseOptions(spec.text_field, spec.id_field, spec.utf8)
-    parsed = (
-        spark.range(0, len(files), 1, numPartitions=len(files))
-        .mapInArrow(_parse_partitions(str(root), files, opts, fingerprint_files(root, files)), _PARSED_SCHEMA)
-        .persist(StorageLevel.DISK_ONLY)
-    )
+    units = jsonl_units(files, infos, spec.split_size)
+    units = number_units(units, _newline_counts(spark, root, units))
+    fingerprint = fingerprint_files(root, files, infos)
+    parsed = (_map_units(spark, len(units), _parse_partitions(root, units, opts, fingerprint), _PARSED_SCHEMA)
+              .persist(StorageLevel.DISK_ONLY))
     good = parsed.filter(F.col("kind") == "doc")
     quarantine = parsed.filter(F.col("kind") != "doc").select(*QUARANTINE_COLUMNS)
     docs = good.select(ID, TEXT, "extra", "repairs", F.col("file").alias("_file"), F.col("line").alias("_line"))
@@ -185,53 +280,191 @@ def _read_jsonl(spark, root: Path, files: list[str], spec: InputSpec):
     return docs, quarantine, [parsed]
 
 
-def _read_parquet(spark, root: Path, files: list[str], spec: InputSpec):
+# ---------------------------------------------------------------- parquet
+
+_QUARANTINE_DDL = "file string, line long, kind string, reason string, snippet string"
+
+
+def _parquet_footers(root: str, files: list[str], infos: list[dict]):
+    """``(readable, problems)``: readable is ``[(rel, FileMetaData)]``, problems are quarantine rows."""
     import pyarrow.parquet as pq
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType
 
     readable, bad = [], []
-    for rel in files:
-        path = root / rel
-        if path.stat().st_size == 0:
+    for rel, st in zip(files, infos):
+        if st["size"] == 0:
             bad.append((rel, 0, "file", "empty_file", None))
             continue
         try:
-            pq.read_metadata(path)
-            readable.append(rel)
+            with fs.open_file(fs.join(root, rel), "rb") as fh:
+                readable.append((rel, pq.read_metadata(fh)))
         except Exception as exc:  # pyarrow raises several types for corrupt footers
             bad.append((rel, 0, "file", f"corrupt_file: {exc}"[:300], None))
-    quarantine_files = spark.createDataFrame(bad, "file string, line long, kind string, reason string, snippet string")
+    return readable, bad
+
+
+def parquet_units(readable, split_size: int) -> list[tuple[str, int, int, int]]:
+    """Units ``(rel, first row group, end row group, rows before)``: consecutive row groups of
+    one file, about ``split_size`` uncompressed bytes each (at least one group)."""
+    units = []
+    for rel, meta in readable:
+        first, rows_before, size, rows = 0, 0, 0, 0
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            size, rows = size + group.total_byte_size, rows + group.num_rows
+            if size >= split_size or g == meta.num_row_groups - 1:
+                units.append((rel, first, g + 1, rows_before))
+                first, rows_before, size, rows = g + 1, rows_before + rows, 0, 0
+    return units
+
+
+def _parquet_schema(readable, spec: InputSpec):
+    """The unified Arrow schema of the readable files, checked for a string text column."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    schema = pa.unify_schemas([meta.schema.to_arrow_schema() for _, meta in readable], promote_options="permissive")
+    if spec.text_field not in schema.names:
+        raise CurateError(f"parquet input has no '{spec.text_field}' column (columns: {', '.join(schema.names)});"
+                          " set input.text_field")
+    text_type = schema.field(spec.text_field).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        try:
+            shown = from_arrow_type(text_type).simpleString()
+        except Exception:
+            shown = str(text_type)
+        raise CurateError(f"parquet column '{spec.text_field}' is {shown}, not string")
+    return schema
+
+
+def _parquet_output_schema(schema, spec: InputSpec):
+    """Spark schema of the mixed docs/quarantine rows the row-group tasks emit."""
+    from pyspark.sql.pandas.types import from_arrow_type
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    fields = [StructField(ID, StringType()), StructField(TEXT, StringType())]
+    for f in schema:
+        if f.name in (spec.text_field, spec.id_field):
+            continue
+        try:
+            spark_type = from_arrow_type(f.type)
+        except Exception as exc:
+            raise CurateError(f"parquet column '{f.name}' has type {f.type}, which Spark cannot carry ({exc})") from None
+        fields.append(StructField(_carried_name(f.name), spark_type))
+    fields += [StructField(n, StringType()) for n in ("repairs", "_file")] + [StructField("_line", LongType())]
+    fields += [StructField(n, StringType()) for n in ("_kind", "_reason", "_snippet")]
+    return StructType(fields)
+
+
+def _carried_name(column: str) -> str:
+    return f"{column}_original" if column in (ID, TEXT) else column
+
+
+def _row_group_batches(root: str, units: list[tuple], schema, spec: InputSpec, out_schema, fingerprint: str):
+    """mapInArrow function: partition i reads the row groups of unit i and emits docs and quarantine rows.
+
+    Same accounting as a Spark read: null or blank (spaces only) text is quarantined with the
+    1-based row number, NULs are removed and counted, ids missing or empty become ``<rel>:<row>``.
+    """
+    def run(batches, _fingerprint=fingerprint):
+        import pyarrow.parquet as pq
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        arrow_out = to_arrow_schema(out_schema)
+        for batch in batches:
+            for index in batch.column(0).to_pylist():
+                rel, first, end, rows_before = units[index]
+                with fs.open_file(fs.join(root, rel), "rb") as fh:
+                    pf = pq.ParquetFile(fh)
+                    present = [n for n in schema.names if n in pf.schema_arrow.names]
+                    line = rows_before
+                    for record_batch in pf.iter_batches(batch_size=2000, row_groups=range(first, end),
+                                                        columns=present):
+                        yield from _account_rows(record_batch, rel, line, schema, spec, arrow_out)
+                        line += record_batch.num_rows
+
+    return run
+
+
+def _account_rows(batch, rel: str, rows_before: int, schema, spec: InputSpec, arrow_out):
+    """Split one Arrow batch into output docs and quarantine rows (see :func:`_row_group_batches`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    column = lambda name: (batch.column(name) if name in batch.schema.names  # noqa: E731
+                           else pa.nulls(n, schema.field(name).type))
+    text = column(spec.text_field)
+    lines = pa.array(range(rows_before + 1, rows_before + n + 1), pa.int64())
+    clean = pc.replace_substring(text, "\x00", "")
+    blank = pc.equal(pc.utf8_trim(clean, " "), "")  # Spark's trim(): spaces only
+    bad = pc.or_kleene(pc.is_null(text), blank).fill_null(True)
+    good = pc.invert(bad)
+    rel_col = pa.array([rel] * n, pa.string())
+    if good.true_count:
+        generated = pc.binary_join_element_wise(rel_col, pc.cast(lines, pa.string()), ":")
+        ids = generated
+        if spec.id_field in schema.names:
+            given = _as_string(column(spec.id_field))
+            ids = pc.if_else(pc.fill_null(pc.not_equal(given, ""), False), given, generated)
+        repairs = pc.if_else(pc.fill_null(pc.match_substring(text, "\x00"), False), "nul_removed",
+                             pa.scalar(None, pa.string()))
+        cols = {ID: ids, TEXT: clean}
+        for f in schema:
+            if f.name not in (spec.text_field, spec.id_field):
+                cols[_carried_name(f.name)] = column(f.name)
+        cols.update({"repairs": repairs, "_file": rel_col, "_line": lines})
+        yield from _conform(pa.table(cols).filter(good), arrow_out)
+    if bad.true_count:
+        rows = pa.table({"text": text, "_line": lines}).filter(bad).to_pylist()
+        yield from _conform(pa.table({
+            "_file": [rel] * len(rows), "_line": [r["_line"] for r in rows], "_kind": ["record"] * len(rows),
+            "_reason": ["null_text" if r["text"] is None else "empty_text" for r in rows],
+            "_snippet": [(r["text"] or "")[:200] for r in rows]}), arrow_out)
+
+
+def _as_string(col):
+    """Spark's ``cast(… as string)`` for the id column's common types."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col
+    try:
+        return pc.cast(col, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+
+
+def _conform(table, arrow_schema):
+    """Record batches of ``table`` with every column of ``arrow_schema`` (nulls where absent), cast to its types."""
+    import pyarrow as pa
+
+    n = table.num_rows
+    arrays = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type)
+              for f in arrow_schema]
+    return pa.Table.from_arrays(arrays, schema=arrow_schema).combine_chunks().to_batches()
+
+
+def _read_parquet(spark, root: str, files: list[str], infos: list[dict], spec: InputSpec):
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    readable, bad = _parquet_footers(root, files, infos)
+    quarantine_files = spark.createDataFrame(bad, _QUARANTINE_DDL)
     if not readable:
         empty = spark.createDataFrame([], f"{ID} string, {TEXT} string, repairs string, _file string, _line long")
         return empty, quarantine_files, []
-    raw = spark.read.parquet(*[str(root / r) for r in readable])
-    if spec.text_field not in raw.columns:
-        raise CurateError(f"parquet input has no '{spec.text_field}' column (columns: {', '.join(raw.columns)});"
-                          " set input.text_field")
-    if not isinstance(raw.schema[spec.text_field].dataType, StringType):
-        raise CurateError(f"parquet column '{spec.text_field}' is {raw.schema[spec.text_field].dataType.simpleString()}, not string")
-    prefix = "^(file:)?(//)?" + re.escape(str(root.resolve())) + "/?"
-    rel_file = F.regexp_replace(F.col("_metadata.file_path"), prefix, "")
-    df = raw.select("*", rel_file.alias("_file"), (F.col("_metadata.row_index") + 1).alias("_line"))
-    text = F.col(spec.text_field)
-    reason = (F.when(text.isNull(), "null_text")
-               .when(F.trim(F.regexp_replace(text, "\u0000", "")) == "", "empty_text"))
-    df = df.withColumn("_reason", reason)
-    quarantine = df.filter(F.col("_reason").isNotNull()).select(
-        F.col("_file").alias("file"), F.col("_line").alias("line"), F.lit("record").alias("kind"),
-        F.col("_reason").alias("reason"), F.substring(F.coalesce(text, F.lit("")), 1, 200).alias("snippet"))
-    ok = df.filter(F.col("_reason").isNull()).drop("_reason")
-    generated = F.concat_ws(":", F.col("_file"), F.col("_line").cast("string"))
-    doc_id = (F.coalesce(F.nullif(F.col(spec.id_field).cast("string"), F.lit("")), generated)
-              if spec.id_field in raw.columns else generated)
-    has_nul = F.instr(text, "\u0000") > 0
-    carried = [c for c in raw.columns if c not in (spec.text_field, spec.id_field)]
-    renamed = [F.col(c).alias(f"{c}_original") if c in (ID, TEXT) else F.col(c) for c in carried]
-    docs = ok.select(
-        doc_id.alias(ID), F.regexp_replace(text, "\u0000", "").alias(TEXT), *renamed,
-        F.when(has_nul, F.lit("nul_removed")).alias("repairs"), "_file", "_line")
-    return docs, quarantine_files.unionByName(quarantine), []
+    schema = _parquet_schema(readable, spec)
+    out_schema = _parquet_output_schema(schema, spec)
+    units = parquet_units(readable, spec.split_size)
+    fingerprint = fingerprint_files(root, files, infos)
+    rows = (_map_units(spark, len(units), _row_group_batches(root, units, schema, spec, out_schema, fingerprint),
+                       out_schema).persist(StorageLevel.DISK_ONLY))
+    docs = rows.filter(F.col("_kind").isNull()).drop("_kind", "_reason", "_snippet")
+    quarantine = rows.filter(F.col("_kind").isNotNull()).select(
+        F.col("_file").alias("file"), F.col("_line").alias("line"), F.col("_kind").alias("kind"),
+        F.col("_reason").alias("reason"), F.col("_snippet").alias("snippet"))
+    return docs, quarantine_files.unionByName(quarantine), [rows]
 
 
 def _quarantine_duplicate_ids(docs):
@@ -256,10 +489,10 @@ def read_source(spark, path: str | Path, *, text_field: str = "text", id_field: 
     Raw files go through the quarantining reader; quarantined lines are skipped here
     (callers that must account for them use :func:`read_documents`).
     """
-    p = Path(path)
-    if p.is_dir() and load_manifest(p):
+    p = str(path) if fs.is_remote(path) else Path(path)
+    if fs.isdir(path) and load_manifest(p):
         return read_stage(spark, p)
-    if p.is_dir() and (stage := last_complete_stage(p)) is not None:
+    if fs.isdir(path) and (stage := last_complete_stage(p)) is not None:
         return read_stage(spark, stage)
     result = read_documents(spark, InputSpec(str(path), text_field=text_field, id_field=id_field))
     return result.docs.drop("repairs", "_file", "_line")

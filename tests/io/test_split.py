@@ -1,0 +1,187 @@
+"""Splittable JSONL: line-aligned byte ranges give exactly the records of reading each file whole."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate.config import load_pipeline
+from curate.core import CurateError
+from curate.io.jsonl import (ParseOptions, count_newlines, owned_chunks, parse_file, parse_split,
+                             split_ranges)
+from curate.io.read import InputSpec, jsonl_units, number_units, read_documents
+
+OPTS = ParseOptions()
+
+
+def split_records(path: Path, rel: str, split_size: int, opts: ParseOptions = OPTS) -> list:
+    """What the Spark tasks produce for ``path``: newline counts per split, then every split parsed."""
+    units = jsonl_units([rel], [{"size": path.stat().st_size}], split_size)
+    counts = {i: count_newlines(path, u[1], u[2]) for i, u in enumerate(units)}
+    return [rec for rel_, start, end, before in number_units(units, counts)
+            for rec in (parse_file(path, rel_, opts) if end < 0 else parse_split(path, rel_, start, end, before, opts))]
+
+
+def doc(i: int, **extra) -> bytes:
+    return json.dumps({"id": f"d{i}", "text": f"document {i} " + "word " * (i % 7), **extra}).encode()
+
+
+def messy_bytes() -> bytes:
+    """BOM at the start, CRLF lines, bad lines, blank lines, a duplicate id, missing ids, no final newline."""
+    lines = [b"\xef\xbb\xbf" + doc(0)]
+    for i in range(1, 120):
+        if i % 17 == 0:
+            lines.append(b"{broken json " + b"x" * i)
+        elif i % 13 == 0:
+            lines.append(b"")
+        elif i % 11 == 0:
+            lines.append(json.dumps({"text": f"no id {i}"}).encode())
+        elif i % 7 == 0:
+            lines.append(doc(i) + b"\r")
+        else:
+            lines.append(doc(3 if i == 50 else i, meta={"n": i}))
+    return b"\n".join(lines)  # the last line has no newline
+
+
+@pytest.fixture(scope="module")
+def messy_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("split") / "messy.jsonl"
+    path.write_bytes(messy_bytes())
+    return path
+
+
+def test_split_ranges_cover_the_file_without_overlap():
+    assert split_ranges(0, 10) == [(0, 0)]
+    assert split_ranges(10, 10) == [(0, 10)]
+    assert split_ranges(25, 10) == [(0, 10), (10, 20), (20, 25)]
+
+
+@pytest.mark.parametrize("split_size", [1, 2, 3, 7, 64, 100, 1000, 1 << 20])
+def test_every_split_size_gives_the_whole_file_records(messy_file, split_size):
+    whole = list(parse_file(messy_file, "messy.jsonl", OPTS))
+    assert split_records(messy_file, "messy.jsonl", split_size) == whole
+    kinds = {r.reason.split(":")[0] for r in whole if r.kind != "doc"}
+    assert kinds == {"invalid_json", "blank_line"}
+    assert whole[0].repairs == "bom_stripped" and whole[-1].line == 120
+
+
+def test_a_split_boundary_exactly_after_a_newline(tmp_path):
+    """A range that starts right after ``\\n`` owns the line that starts there; the previous one does not."""
+    path = tmp_path / "b.jsonl"
+    first = doc(1) + b"\n"
+    path.write_bytes(first + doc(2) + b"\n" + doc(3) + b"\n")
+    with open(path, "rb") as fh:
+        skipped, chunks = owned_chunks(fh, 0, len(first))
+        assert (skipped, b"".join(chunks)) == (0, first)
+        skipped, chunks = owned_chunks(fh, len(first), len(first) + 1)
+        assert (skipped, b"".join(chunks)) == (0, doc(2) + b"\n")
+        skipped, chunks = owned_chunks(fh, len(first) - 1, len(first))  # starts inside line 1: owns nothing
+        assert (skipped, b"".join(chunks)) == (1, b"")
+    assert [r.id for r in split_records(path, "b.jsonl", len(first))] == ["d1", "d2", "d3"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.one_of(
+           st.builds(lambda i, crlf: doc(i) + (b"\r" if crlf else b""), st.integers(0, 50), st.booleans()),
+           st.sampled_from([b"", b"   ", b"{bad", b"[1]", b'{"text": null}', b'{"text": "caf\xe9"}'])),
+           max_size=30),
+       final_newline=st.booleans(), bom=st.booleans(), split_size=st.integers(1, 200))
+def test_splits_equal_whole_file_for_any_layout(tmp_path_factory, lines, final_newline, bom, split_size):
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    path = tmp_path_factory.mktemp("h") / "h.jsonl"
+    path.write_bytes(data)
+    assert split_records(path, "h.jsonl", split_size) == list(parse_file(path, "h.jsonl", OPTS))
+
+
+def test_compressed_files_stay_one_unit():
+    units = jsonl_units(["a.jsonl.gz", "b.jsonl.zst", "c.jsonl"], [{"size": 5000}] * 3, 1024)
+    assert units[:2] == [("a.jsonl.gz", 0, -1, 0), ("b.jsonl.zst", 0, -1, 0)]
+    assert [u[1:3] for u in units[2:]] == [(0, 1024), (1024, 2048), (2048, 3072), (3072, 4096), (4096, 5000)]
+
+
+def test_real_text_with_1kib_splits_matches_whole_file(shared_data):
+    path = shared_data / "corpora" / "wikitext2.jsonl"
+    whole = list(parse_file(path, path.name, OPTS))
+    assert len(whole) == 120 and all(r.kind == "doc" for r in whole)
+    assert split_records(path, path.name, 1024) == whole
+
+
+@pytest.mark.parametrize("value, expected", [
+    (4096, 4096), ("64MiB", 64 << 20), ("1KiB", 1024), ("2 GB", 2 * 10**9), ("1.5MiB", 3 << 19), ("2048", 2048),
+])
+def test_split_size_accepts_bytes_and_units(value, expected):
+    assert InputSpec("x", split_size=value).split_size == expected
+
+
+@pytest.mark.parametrize("value", ["64 parsecs", "lots", -5, 100, True, None, [1]])
+def test_bad_split_size_is_a_clear_error(value):
+    with pytest.raises(CurateError, match="input.split_size"):
+        InputSpec("x", split_size=value)
+
+
+def test_split_size_from_pipeline_yaml(tmp_path):
+    p = load_pipeline({"name": "s", "input": {"path": str(tmp_path), "split_size": "64MiB"},
+                       "output": str(tmp_path / "o"), "stages": ["exact_dedup"]})
+    assert p.input.split_size == 64 << 20
+    assert load_pipeline({"name": "s", "input": str(tmp_path), "output": str(tmp_path / "o"),
+                          "stages": ["exact_dedup"]}).input.split_size == 128 << 20
+
+
+def _collected(result) -> tuple[list, list]:
+    docs = sorted(tuple(r) for r in result.docs.collect())
+    quarantine = sorted(tuple(r) for r in result.quarantine.collect())
+    return docs, quarantine
+
+
+def test_spark_read_with_small_splits_is_identical_to_whole_files(spark, tmp_path, messy_file):
+    """Documents, carried columns, repairs, quarantine and the duplicate-id rule: split or not, same rows."""
+    root = tmp_path / "in"
+    root.mkdir()
+    big = messy_bytes() + b"\n" + b"\n".join(doc(1000 + i, meta={"n": i}) for i in range(200)) + b"\n"
+    (root / "a.jsonl").write_bytes(big)
+    (root / "b.jsonl").write_bytes(doc(5) + b"\n" + doc(3) + b"\n")  # duplicates of ids in a.jsonl
+    assert len(jsonl_units(["a.jsonl"], [{"size": len(big)}], 1024)) > 10
+    split = read_documents(spark, InputSpec(str(root), split_size=1024))
+    whole = read_documents(spark, InputSpec(str(root), split_size="1TiB"))
+    try:
+        docs, quarantine = _collected(split)
+        assert (docs, quarantine) == _collected(whole)
+        assert split.docs.columns == whole.docs.columns
+        dups = [q for q in quarantine if q[3].startswith("duplicate_id")]
+        assert [(q[0], q[1], q[3]) for q in dups] == [
+            ("a.jsonl", 51, "duplicate_id: first at a.jsonl:4"),
+            ("b.jsonl", 1, "duplicate_id: first at a.jsonl:6"), ("b.jsonl", 2, "duplicate_id: first at a.jsonl:4")]
+        assert len(docs) + len(quarantine) == big.count(b"\n") + 2
+    finally:
+        split.release()
+        whole.release()
+
+
+def test_spark_read_of_real_text_with_64kib_splits(spark, shared_data):
+    path = shared_data / "corpora" / "nltk_movie_reviews.jsonl"
+    split = read_documents(spark, InputSpec(str(path), split_size="64KiB"))
+    whole = read_documents(spark, InputSpec(str(path)))
+    try:
+        docs, quarantine = _collected(split)
+        assert len(docs) == 2000 and quarantine == []
+        assert (docs, quarantine) == _collected(whole)
+    finally:
+        split.release()
+        whole.release()
+
+
+def test_listing_passed_in_is_what_is_read(spark, tmp_path):
+    """Files added after the listing was fixed are not read."""
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.jsonl").write_bytes(doc(1) + b"\n")
+    listing = (str(root), ["a.jsonl"])
+    (root / "late.jsonl").write_bytes(doc(2) + b"\n")
+    result = read_documents(spark, InputSpec(str(root)), listing=listing)
+    try:
+        assert [r.id for r in result.docs.collect()] == ["d1"] and result.files == ["a.jsonl"]
+    finally:
+        result.release()
