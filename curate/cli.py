@@ -72,13 +72,16 @@ def with_spark_options(fn):
 @click.option("--from", "from_stage", default=None, metavar="STAGE", help="Rebuild STAGE and every later stage.")
 @click.option("--only", default=None, metavar="STAGE", help="Run only STAGE (its input must be complete).")
 @click.option("--force", is_flag=True, help="Rebuild every stage, even complete ones.")
-def run(pipeline, input_path, output_path, master, conf, from_stage, only, force):
+@click.option("--take-over", is_flag=True,
+              help="Take the output's lease from another run (only when that run is known to be dead).")
+def run(pipeline, input_path, output_path, master, conf, from_stage, only, force, take_over):
     """Run PIPELINE (YAML); complete stages are skipped, changed ones refused."""
     from curate.engine.runner import run_pipeline
     from curate.engine.spark import parse_conf
 
     result = run_pipeline(pipeline, input=input_path, output=output_path, master=master,
-                          conf=parse_conf(conf), force=force, from_stage=from_stage, only=only)
+                          conf=parse_conf(conf), force=force, from_stage=from_stage, only=only,
+                          take_over=take_over)
     click.echo(format_stats_table(result.output_dir))
 
 
@@ -94,14 +97,14 @@ def validate(pipeline):
 
 
 @main.command()
-@click.argument("output", type=click.Path(exists=True, file_okay=False))
+@click.argument("output")
 @click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON.")
 def stats(output, as_json):
     """Rows in/out, rejected by reason and quarantined, per stage of a run."""
     if as_json:
-        click.echo(json.dumps(collect_stats(Path(output)), indent=2, sort_keys=True))
+        click.echo(json.dumps(collect_stats(output), indent=2, sort_keys=True))
     else:
-        click.echo(format_stats_table(Path(output)))
+        click.echo(format_stats_table(output))
 
 
 @main.command("stages")
@@ -115,14 +118,19 @@ def list_stages():
             click.echo(f"    {pname} = {'(required)' if required else repr(default)}")
 
 
-def collect_stats(output: Path) -> dict[str, dict]:
+def collect_stats(output: str | Path) -> dict[str, dict]:
+    from curate.io import fs
     from curate.io.shards import load_manifest
 
+    if not fs.exists(output):
+        raise CurateError(f"output not found: {output}")
     out = {}
-    for d in sorted(p for p in output.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        manifest = load_manifest(d)
+    for name in fs.listdir(output):
+        if name.startswith((".", "_")):
+            continue
+        manifest = load_manifest(fs.join(output, name))
         if manifest is not None:
-            out[d.name] = manifest.get("stats", {})
+            out[name] = manifest.get("stats", {})
     if not out:
         raise CurateError(f"no complete stages under {output}")
     return out
@@ -134,7 +142,7 @@ STANDARD_STATS = {"rows_in", "rows_out", "rejected", "quarantined", "quarantine_
 
 def format_stats_table(output: Path) -> str:
     """The funnel table, then each stage's own scalar stats (e.g. ordering coherence)."""
-    all_stats = collect_stats(Path(output))
+    all_stats = collect_stats(output)
     rows = [("stage", "rows in", "rows out", "removed", "detail")]
     for name, st in all_stats.items():
         removed = st.get("quarantined", 0) + sum(st.get("rejected", {}).values())

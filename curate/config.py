@@ -8,7 +8,8 @@ from typing import Any, Mapping
 import yaml
 
 from curate.core import CurateError, get_stage, stages
-from curate.io.read import InputSpec
+from curate.io import fs
+from curate.io.read import BUILTIN_PREFIX, InputSpec
 
 TOP_LEVEL_KEYS = ("name", "input", "output", "seed", "spark", "stages", "description")
 
@@ -82,13 +83,11 @@ def parse_pipeline(raw: dict, base: Path, *, input_override: str | None = None,
     input_spec = _dataclass_from(InputSpec, _as_mapping(raw.get("input"), "path"), "input")
     if input_override:
         input_spec = InputSpec(**{**input_spec.__dict__, "path": input_override}) if raw.get("input") else InputSpec(input_override)
-    elif not Path(input_spec.path).is_absolute() and ":" not in input_spec.path:
-        input_spec = InputSpec(**{**input_spec.__dict__, "path": str(base / input_spec.path)})
+    elif not input_spec.path.startswith(BUILTIN_PREFIX):
+        input_spec = InputSpec(**{**input_spec.__dict__, "path": fs.resolve(input_spec.path, base)})
     output_spec = _dataclass_from(OutputSpec, _as_mapping(raw.get("output"), "path"), "output")
-    out_path = output_override or output_spec.path
-    if not Path(out_path).is_absolute() and not output_override:
-        out_path = str(base / out_path)
-    output_spec = OutputSpec(**{**output_spec.__dict__, "path": str(Path(out_path).resolve())})
+    out_path = fs.resolve(output_override, Path.cwd()) if output_override else fs.resolve(output_spec.path, base)
+    output_spec = OutputSpec(**{**output_spec.__dict__, "path": out_path})
     if output_spec.format not in ("parquet", "jsonl"):
         raise CurateError(f"output.format must be parquet or jsonl, got '{output_spec.format}'")
     calls = tuple(_stage_call(i, entry) for i, entry in enumerate(raw.get("stages") or [], start=1))

@@ -1,4 +1,4 @@
-"""Core abstractions: the stage registry, stage context and stage output.
+"""Core abstractions: the stage registry, stage context, stage output and the Scorer protocol.
 
 A *stage* is a plain function ``(df, ctx, **params) -> StageOutput`` registered by name
 with :func:`stage`. Its keyword-only parameters (with defaults) are its YAML parameters;
@@ -7,11 +7,11 @@ all come from one place. No base classes.
 """
 from __future__ import annotations
 
-import inspect
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 ID = "id"
 TEXT = "text"
@@ -20,6 +20,36 @@ REJECT_REASON = "reject_reason"
 
 class CurateError(Exception):
     """An error with a one-line message meant for the user (no traceback needed)."""
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A batched, possibly model-backed document scorer: the one way scores become columns.
+
+    - ``name``: the column it writes;
+    - ``fields``: that column's struct fields and their Spark SQL types (``"double"``,
+      ``"string"``, ``"array<float>"``), or one type string for a plain (non-struct) column;
+    - ``inputs``: the columns it reads (``text`` plus e.g. ``url``);
+    - ``setup()``: load models or word lists; the adapter calls it once per Python worker;
+    - ``score_batch(texts, **columns)``: one value list or array per field (for a plain
+      column: ``{name: values}``), aligned with ``texts`` (``None`` text arrives as ``""``);
+      ``columns`` holds the other ``inputs``.
+
+    Optional class attributes, read by the adapter (:func:`curate.quality.columns.append_scores`)
+    with these defaults: ``modifies_text = False`` (if True, ``score_batch`` also returns the
+    rewritten texts under ``"text"``, and later scorers see them) and ``promote = {}`` (field
+    -> top-level column it is copied to, e.g. ``language``). Every filter of ``filters/`` is
+    a Scorer, so is the fastText, DSIR and embedding scoring, and all of them in one list run
+    in one pass.
+    """
+
+    name: str
+    fields: Mapping[str, str] | str
+    inputs: tuple[str, ...]
+
+    def setup(self) -> None: ...
+
+    def score_batch(self, texts: list[str], **columns: list) -> Mapping[str, Sequence]: ...
 
 
 @dataclass(frozen=True)
@@ -122,28 +152,44 @@ def get_stage(name: str) -> StageSpec:
 class StageContext:
     """What a stage may use besides its input DataFrame.
 
-    ``stage_dir`` is the (temporary) directory the stage writes into; put side artifacts
-    under ``ctx.artifact("name")`` and they are listed in the manifest. ``base_dir`` is the
-    directory of the pipeline YAML: relative paths in params resolve against it.
+    ``stage_dir`` is a local scratch directory of the stage attempt: put small side artifacts
+    under ``ctx.artifact("name")`` and they are listed in the manifest (and uploaded with the
+    stage when the output is in an object store). Spark-sized artifacts go through
+    ``ctx.artifact_table(name, df)``, written as shards every executor can reach. ``base_dir``
+    is the directory of the pipeline YAML: relative paths in params resolve against it.
     """
 
     spark: Any
     stage_dir: Path
     base_dir: Path = Path(".")
     seed: int = 0
-    output_dir: Path | None = None
+    output_dir: str | Path | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    table_writer: Callable[..., tuple[dict, Any]] | None = None
 
-    def resolve(self, path: str | Path) -> Path:
-        p = Path(path).expanduser()
+    def resolve(self, path: str | Path) -> Path | str:
+        """An absolute location: URIs (``s3://…``) unchanged, local paths against ``base_dir``."""
+        if "://" in str(path) and not str(path).startswith("file://"):
+            return str(path)
+        p = Path(str(path).removeprefix("file://")).expanduser()
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
     def artifact(self, name: str) -> Path:
-        """A path inside the stage directory for a side artifact, recorded in the manifest."""
+        """A local path for a side artifact, recorded in the manifest."""
         path = self.stage_dir / "artifacts" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         self.artifacts[name] = str(Path("artifacts") / name)
         return path
+
+    def artifact_table(self, name: str, df, order_by: str = ID):
+        """Write ``df`` as the artifact ``name`` (deterministic shards) and return it read back."""
+        if self.table_writer is None:  # a stage called directly (tests, notebooks): a local Parquet directory
+            path = self.artifact(name)
+            df.repartition(1).sortWithinPartitions(order_by).write.mode("overwrite").parquet(str(path))
+            return self.spark.read.parquet(str(path))
+        _entry, frame = self.table_writer(name, df, order_by)
+        self.artifacts[name] = f"artifacts/{name}"
+        return frame
 
 
 @dataclass

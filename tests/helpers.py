@@ -32,10 +32,11 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every data file (not manifests, whose timings differ) under ``root``."""
+    """sha256 of every data file under ``root`` (not manifests, whose timings differ, nor the
+    run's lease records)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "_manifest.json"
-            and "_builtin" not in p.parts}
+            and "_builtin" not in p.parts and "_lease" not in p.parts}
 
 
 def manifests(output: Path) -> dict[str, dict]:

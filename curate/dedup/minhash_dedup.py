@@ -210,12 +210,10 @@ def _removed_stats(base: dict, kept: DataFrame, rejected: DataFrame) -> dict:
 
 def write_index(ctx: StageContext, docs: DataFrame, p: SketchParams, name: str = "minhash_index") -> Path:
     """Save ``(id, signature, shingles)`` of ``docs`` for a later ``dedup_against``."""
-    path = ctx.artifact(name)
-    index = sketches(docs, p).join(shingle_sets(docs, p), ID)
-    index.repartition(ctx.spark.sparkContext.defaultParallelism, ID).sortWithinPartitions(ID) \
-        .write.mode("overwrite").parquet(str(path / "data"))
-    (path / INDEX_META).write_text(json.dumps(asdict(p), sort_keys=True))
-    return path
+    ctx.artifact_table(name, sketches(docs, p).join(shingle_sets(docs, p), ID))
+    path = ctx.artifact(f"{name}/{INDEX_META}")
+    path.write_text(json.dumps(asdict(p), sort_keys=True))
+    return path.parent
 
 
 # --- stages ------------------------------------------------------------------------------
@@ -287,7 +285,7 @@ def _reference_sketches(ctx: StageContext, reference: str, p: SketchParams) -> t
         if saved != p:
             raise CurateError(f"dedup_against: index {path} was built with {asdict(saved)}, "
                               f"this stage uses {asdict(p)}; use the same ngram/shingle/num_perm/seed")
-        index = ctx.spark.read.parquet(str(path / "data"))
+        index = ctx.spark.read.parquet(*sorted(str(f) for f in path.glob("part-*.parquet")))
         return index, None
     reader = ctx.spark.read
     docs = (reader.json(str(path)) if _looks_jsonl(path) else reader.parquet(str(path))).select(ID, TEXT)

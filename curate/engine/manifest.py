@@ -1,19 +1,36 @@
-"""Stage manifests, config hashes and atomic stage directories."""
+"""Stage manifests, config hashes, and the commit protocol of a stage directory.
+
+A stage is committed by writing its ``_manifest.json`` last; the manifest lists every shard
+with its sha256, and readers read only what a committed manifest lists.
+
+- Local disks keep the rename: an attempt writes into ``<output>/.tmp-<NN-stage>-<attempt>/``,
+  which replaces ``<NN-stage>/`` once its manifest is written.
+- Object stores have no rename: an attempt writes under ``<NN-stage>/_attempts/<attempt>/``
+  and commits by one PUT of ``<NN-stage>/_manifest.json`` whose outputs carry that prefix
+  as their ``root``. Attempts no committed manifest lists are leftovers, removed only by a
+  run that holds the output's lease (:mod:`curate.engine.lease`).
+
+Either way a killed attempt leaves nothing that looks complete, and its rerun writes the same
+shard bytes.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
+import tempfile
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from curate import __version__
-from curate.engine.layout import MANIFEST
-from curate.io.shards import load_manifest
+from curate.engine.layout import ARTIFACTS_DIR, MANIFEST, TMP_PREFIX
+from curate.io import fs
+from curate.io.shards import load_manifest, read_shards, shard_dicts
 
-TMP_PREFIX = ".tmp-"
+ATTEMPTS_DIR = "_attempts"
 
 
 def stable_hash(value: Any) -> str:
@@ -27,61 +44,135 @@ def config_hash(name: str, params: dict, upstream: str, extra: dict | None = Non
 
 
 def output_fingerprint(manifest: dict) -> str:
-    """What downstream stages see as their input: the sha256 of every data shard."""
+    """What downstream stages see as their input: the name and sha256 of every data shard."""
     shards = manifest["outputs"]["data"]["shards"]
     return stable_hash([(s["file"], s["sha256"]) for s in shards] or manifest["outputs"]["data"]["schema"])
 
 
-def is_complete(stage_dir: Path) -> bool:
-    return load_manifest(stage_dir) is not None
+def new_attempt_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class StageAttempt:
+    """One attempt at writing a stage: shards go to ``workdir`` (a path or URI), side artifacts
+    to the local ``scratch`` directory (uploaded at commit when the output is remote)."""
+
+    target: str
+    attempt: str
+    workdir: str
+    scratch: Path
+    root: str = ""  # workdir relative to target ("" once renamed into place)
+    committed: bool = field(default=False, init=False)
+
+    def path(self, *parts: str) -> str:
+        return fs.join(self.workdir, *parts)
+
+    def entry(self, shards, schema, fmt: str) -> dict:
+        """A manifest output entry for ``shards`` written under this attempt."""
+        entry = {"format": fmt, "schema": schema.jsonValue(), "shards": shard_dicts(shards),
+                 "rows": sum(s.rows for s in shards)}
+        return {**entry, "root": self.root} if self.root else entry
+
+    def read(self, spark, entry: dict):
+        """Read back shards this attempt wrote (before it is committed)."""
+        return read_shards(spark, self.workdir, {**entry, "root": ""})
+
+    def commit(self, manifest: dict) -> None:
+        """Write the manifest last: the stage becomes visible, complete, in one step."""
+        manifest = {"code_version": __version__, **manifest}
+        blob = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        if fs.is_remote(self.target):
+            _upload_tree(self.scratch / ARTIFACTS_DIR, self.path(ARTIFACTS_DIR))
+            fs.write_bytes(fs.join(self.target, MANIFEST), blob)
+        else:
+            fs.write_bytes(fs.join(self.workdir, MANIFEST), blob)
+            replace_dir(Path(self.workdir), Path(self.target))
+        self.committed = True
+
+
+def _upload_tree(local: Path, uri: str) -> None:
+    if not local.is_dir():
+        return
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        with open(path, "rb") as src, fs.open_file(fs.join(uri, *path.relative_to(local).parts), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
 
 
 @contextmanager
-def atomic_stage_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``final`` only if the block succeeds.
+def stage_attempt(target: str | Path) -> Iterator[StageAttempt]:
+    """Yield a fresh :class:`StageAttempt` for ``target``; call ``commit(manifest)`` inside the block.
 
-    The manifest must be written last inside the block; until the rename nobody sees the
-    stage as complete, and a killed run leaves only a ``.tmp-*`` directory behind.
+    Without a commit (an error, a kill) nothing is visible as complete: the local temporary
+    directory is removed, a remote attempt prefix is left for garbage collection.
     """
-    final = Path(final)
-    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    target, attempt = str(target), new_attempt_id()
+    if fs.is_remote(target):
+        scratch = Path(tempfile.mkdtemp(prefix=f"curate-{fs.name(target)}-"))
+        work = StageAttempt(target, attempt, fs.join(target, ATTEMPTS_DIR, attempt), scratch,
+                            root=f"{ATTEMPTS_DIR}/{attempt}")
+    else:
+        tmp = Path(fs.parent(target)) / f"{TMP_PREFIX}{fs.name(target)}-{attempt}"
+        tmp.mkdir(parents=True)
+        work = StageAttempt(target, attempt, str(tmp), tmp)
     try:
-        yield tmp
-        if not (tmp / MANIFEST).is_file():
-            raise RuntimeError(f"stage wrote no {MANIFEST}")
-        replace_dir(tmp, final)
+        yield work
+        if not work.committed:
+            raise RuntimeError(f"stage {fs.name(target)} was not committed (no {MANIFEST} written)")
+        if fs.is_remote(target):
+            collect_attempts(target, keep=attempt)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if fs.is_remote(target):
+            shutil.rmtree(work.scratch, ignore_errors=True)
+        elif Path(work.workdir).exists():
+            shutil.rmtree(work.workdir, ignore_errors=True)
 
 
 def replace_dir(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``, replacing an existing ``dst`` (old copy removed after)."""
+    import os
+
     old = None
     if dst.exists():
-        old = dst.parent / f"{TMP_PREFIX}old-{dst.name}-{os.getpid()}"
+        old = dst.parent / f"{TMP_PREFIX}old-{dst.name}-{new_attempt_id()}"
         os.replace(dst, old)
     os.replace(src, dst)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def clean_leftovers(output_dir: Path) -> list[str]:
-    """Remove temporary directories left by killed runs; return their names."""
+def collect_attempts(target: str, keep: str | None = None) -> list[str]:
+    """Remove the attempt prefixes of ``target`` that its committed manifest does not list."""
+    manifest = load_manifest(target)
+    listed = {e.get("root") for e in (manifest or {}).get("outputs", {}).values()}
     removed = []
-    if output_dir.is_dir():
-        for p in sorted(output_dir.glob(f"{TMP_PREFIX}*")):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p.name)
+    for attempt in fs.listdir(fs.join(target, ATTEMPTS_DIR)):
+        if attempt != keep and f"{ATTEMPTS_DIR}/{attempt}" not in listed:
+            fs.remove(fs.join(target, ATTEMPTS_DIR, attempt), recursive=True)
+            removed.append(f"{fs.name(target)}/{ATTEMPTS_DIR}/{attempt}")
     return removed
 
 
-def write_manifest(stage_dir: Path, manifest: dict) -> None:
+def clean_leftovers(output_dir: str | Path) -> list[str]:
+    """Remove what killed attempts left behind; call only while holding the output's lease.
+
+    Locally the ``.tmp-*`` directories; on object stores the attempt prefixes that no
+    committed manifest lists.
+    """
+    output_dir = str(output_dir)
+    removed = []
+    for entry in fs.listdir(output_dir):
+        path = fs.join(output_dir, entry)
+        if not fs.is_remote(output_dir):
+            if entry.startswith(TMP_PREFIX):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(entry)
+        elif fs.exists(fs.join(path, ATTEMPTS_DIR)):
+            removed += collect_attempts(path)
+    return removed
+
+
+def write_manifest(stage_dir: str | Path, manifest: dict) -> None:
+    """Write a manifest directly (for directories committed by rename, e.g. side outputs)."""
     manifest = {"code_version": __version__, **manifest}
-    path = Path(stage_dir) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    fs.write_bytes(fs.join(stage_dir, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())

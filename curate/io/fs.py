@@ -51,7 +51,8 @@ def join(uri: str | Path, *parts: str) -> str:
     text = str(uri)
     if not is_remote(text):
         return str(Path(strip_file_scheme(text)).joinpath(*parts))
-    return posixpath.join(text.rstrip("/"), *parts)
+    proto, _, rest = text.partition("://")
+    return f"{proto}://{posixpath.normpath(posixpath.join(rest.rstrip('/'), *parts))}"
 
 
 def name(uri: str | Path) -> str:

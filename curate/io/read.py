@@ -85,6 +85,8 @@ def list_input_files(path: str | Path) -> tuple[str, list[str]]:
     else:
         text = fs.resolve(text, os.getcwd())
     root, files = fs.list_files(text, keep=_is_data_file)
+    if any(ch in text for ch in "*?[") and not fs.name(text).startswith("."):
+        files = [f for f in files if not posixpath.basename(f).startswith(".")]  # as glob.glob: no dotfiles
     if not files:
         raise CurateError(f"no input files (.jsonl, .jsonl.gz, .jsonl.zst, .parquet) under {path}")
     return root, files

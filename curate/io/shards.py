@@ -1,19 +1,25 @@
-"""Deterministic shard writers and readers of completed stage outputs.
+"""Deterministic shard writers and the one reader of committed stage outputs.
 
-Writers produce shards whose bytes depend only on the rows, never on partitioning or
-input file order; readers read exactly the shards a stage manifest lists.
+Writers produce shards whose bytes depend only on the rows, never on partitioning or input
+file order. Every shard (Parquet or JSONL) is written by the Spark task itself through
+:mod:`curate.io.fs`, so the output may be a local path or an object-store URI and no
+executor needs the driver's disk. Readers read exactly the shards a committed manifest lists.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curate.core import ID, CurateError
 from curate.engine.layout import FINAL_DIR, MANIFEST
-from curate.integrity import sha256_file
+from curate.io import fs
+
+FORMATS = ("parquet", "jsonl")
+ROW_GROUP_ROWS = 10_000
+_SHARD_INFO_SCHEMA = "shard long, name string, rows long, bytes long, sha256 string"
 
 
 @dataclass
@@ -24,23 +30,27 @@ class Shard:
     sha256: str
 
 
-def write_shards(df, out_dir: Path, *, order_by: str | list[str] = ID, rows_per_shard: int = 100_000,
+def shard_dicts(shards: list[Shard]) -> list[dict]:
+    return [asdict(s) for s in shards]
+
+
+def write_shards(df, out_dir: str | Path, *, order_by: str | list[str] = ID, rows_per_shard: int = 100_000,
                  fmt: str = "parquet", total_rows: int | None = None) -> list[Shard]:
-    """Write ``df`` as deterministic shards ``part-NNNNN.<fmt>`` under ``out_dir``.
+    """Write ``df`` as deterministic shards ``part-NNNNN.<fmt>`` under ``out_dir`` (a path or URI).
 
     Rows go to shard ``hash(key) mod n`` when ordered by ``id`` (or by a list of key
     columns), or to ``order // rows_per_shard`` for a numeric order column; they are sorted
-    within the shard, and the shard count depends only on the row count. Parquet shards are
-    written by pyarrow inside the tasks (Spark's own writer records column encodings in a
-    JVM-hash-dependent order), so the bytes depend on nothing but the rows.
+    within the shard, and the shard count depends only on the row count. Shards are written
+    by pyarrow (Parquet) or by Python (JSONL) inside the tasks — Spark's own writers record
+    column encodings in a JVM-dependent order and cannot reach an object store without the
+    Hadoop connectors — so the bytes depend on nothing but the rows.
     """
     from pyspark.sql import functions as F
 
-    if fmt not in ("parquet", "jsonl"):
+    if fmt not in FORMATS:
         raise CurateError(f"output format must be parquet or jsonl, got '{fmt}'")
     rows = df.count() if total_rows is None else total_rows
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(out_dir)
     if rows == 0:
         return []
     n = max(1, -(-rows // rows_per_shard))
@@ -51,24 +61,69 @@ def write_shards(df, out_dir: Path, *, order_by: str | list[str] = ID, rows_per_
         shard = F.floor(F.col(keys[0]) / F.lit(rows_per_shard)).cast("long")
         keys = keys + ([ID] if ID in df.columns else [])
     arranged = df.withColumn("_shard", shard).repartition(n, "_shard").sortWithinPartitions("_shard", *keys)
-    if fmt == "parquet":
-        described = arranged.mapInArrow(_parquet_shard_writer(str(out_dir)), _SHARD_INFO_SCHEMA)
-        found = sorted(tuple(r) for r in described.collect())  # one small row per shard
-        return [Shard(f"{out_dir.name}/{name}", rows_, bytes_, sha) for _, name, rows_, bytes_, sha in found]
-    staging = out_dir.parent / f".{out_dir.name}-spark"
-    (arranged.write.mode("overwrite").partitionBy("_shard").option("compression", "none")
-     .option("ignoreNullFields", "false").json(str(staging)))
-    return _collect_json_shards(staging, out_dir)
+    described = arranged.mapInArrow(_shard_writer(str(out_dir), fmt), _SHARD_INFO_SCHEMA)
+    found = sorted(tuple(r) for r in described.collect())  # one small row per shard
+    return [Shard(f"{fs.name(out_dir)}/{name}", rows_, bytes_, sha) for _, name, rows_, bytes_, sha in found]
 
 
-_SHARD_INFO_SCHEMA = "shard long, name string, rows long, bytes long, sha256 string"
-ROW_GROUP_ROWS = 10_000
+class _HashingSink:
+    """A binary file wrapper that hashes and counts every byte written through it."""
+
+    def __init__(self, raw):
+        self.raw, self.sha, self.size, self.closed = raw, hashlib.sha256(), 0, False
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.sha.update(data)
+        self.size += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.raw.close()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
 
 
-def _parquet_shard_writer(out_dir: str):
-    """mapInArrow function: stream rows sorted by ``_shard`` into one zstd Parquet file per shard.
+class _ShardFile:
+    """One shard being written: a temp name locally (renamed when complete), one object remotely
+    (an object-store upload becomes visible only when it completes)."""
 
-    Row groups hold exactly ``ROW_GROUP_ROWS`` rows (the last one fewer), whatever the
+    def __init__(self, out_dir: str, name: str):
+        self.final = fs.join(out_dir, name)
+        self.tmp = None if fs.is_remote(out_dir) else fs.join(out_dir, f".{name}.{os.getpid()}.tmp")
+        self.sink = _HashingSink(fs.open_file(self.tmp or self.final, "wb"))
+
+    def commit(self) -> tuple[int, str]:
+        self.sink.close()
+        if self.tmp:
+            os.replace(self.tmp, self.final)
+        return self.sink.size, self.sink.sha.hexdigest()
+
+
+def _encode_jsonl(table) -> bytes:
+    """Rows as JSON lines (nulls kept, UTF-8 unescaped, compact separators)."""
+    rows = table.to_pylist()
+    return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+                   for r in rows).encode("utf-8")
+
+
+def _shard_writer(out_dir: str, fmt: str):
+    """mapInArrow function: stream rows sorted by ``_shard`` into one file per shard.
+
+    Parquet row groups hold exactly ``ROW_GROUP_ROWS`` rows (the last one fewer), whatever the
     incoming batch sizes; files appear under their final name only once complete.
     """
 
@@ -76,45 +131,54 @@ def _parquet_shard_writer(out_dir: str):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        state = {"shard": None, "writer": None, "buffer": [], "buffered": 0, "rows": 0, "tmp": None}
+        state = {"shard": None, "file": None, "writer": None, "buffer": [], "buffered": 0, "rows": 0}
         infos = []
+
+        def write(table):
+            if fmt == "parquet":
+                state["writer"].write_table(table, row_group_size=ROW_GROUP_ROWS)
+            else:
+                state["file"].sink.write(_encode_jsonl(table))
+            state["rows"] += table.num_rows
 
         def flush(force: bool):
             while state["buffered"] >= ROW_GROUP_ROWS or (force and state["buffered"]):
                 table = pa.Table.from_batches(state["buffer"])
                 head, rest = table.slice(0, ROW_GROUP_ROWS), table.slice(ROW_GROUP_ROWS)
-                state["writer"].write_table(head, row_group_size=ROW_GROUP_ROWS)
-                state["rows"] += head.num_rows
+                write(head)
                 state["buffer"], state["buffered"] = rest.to_batches(), rest.num_rows
 
         def finish():
-            if state["writer"] is None:
+            if state["file"] is None:
                 return
             flush(True)
-            state["writer"].close()
-            name = f"part-{state['shard']:05d}.parquet"
-            final = os.path.join(out_dir, name)
-            os.replace(state["tmp"], final)
-            infos.append((state["shard"], name, state["rows"], os.path.getsize(final), sha256_file(Path(final))))
-            state.update(writer=None, rows=0)
+            if state["writer"] is not None:
+                state["writer"].close()
+            size, sha = state["file"].commit()
+            infos.append((state["shard"], fs.name(state["file"].final), state["rows"], size, sha))
+            state.update(file=None, writer=None, rows=0)
+
+        def start(value: int, schema):
+            state["shard"] = value
+            state["file"] = _ShardFile(out_dir, f"part-{value:05d}.{fmt}")
+            if fmt == "parquet":
+                state["writer"] = pq.ParquetWriter(state["file"].sink, schema, compression="zstd")
 
         for batch in batches:
             shards = batch.column("_shard").to_numpy()
             data = batch.drop_columns(["_shard"])
-            start = 0
-            while start < len(shards):
-                value = int(shards[start])
-                end = start + int((shards[start:] != value).argmax() or len(shards) - start)
-                if value != state["shard"] or state["writer"] is None:
+            begin = 0
+            while begin < len(shards):
+                value = int(shards[begin])
+                end = begin + int((shards[begin:] != value).argmax() or len(shards) - begin)
+                if value != state["shard"] or state["file"] is None:
                     finish()
-                    state["shard"] = value
-                    state["tmp"] = os.path.join(out_dir, f".part-{value:05d}.parquet.{os.getpid()}.tmp")
-                    state["writer"] = pq.ParquetWriter(state["tmp"], data.schema, compression="zstd")
-                piece = data.slice(start, end - start)
+                    start(value, data.schema)
+                piece = data.slice(begin, end - begin)
                 state["buffer"].append(piece)
                 state["buffered"] += piece.num_rows
                 flush(False)
-                start = end
+                begin = end
         finish()
         if infos:
             cols = list(zip(*infos))
@@ -126,70 +190,96 @@ def _parquet_shard_writer(out_dir: str):
     return run
 
 
-def _collect_json_shards(staging: Path, out_dir: Path) -> list[Shard]:
-    """Move Spark's ``_shard=k/part-*`` JSON files to ``part-0000k.jsonl`` and describe them."""
-    shards = []
-    for sub in sorted(staging.glob("_shard=*"), key=lambda p: int(p.name.split("=")[1])):
-        parts = sorted(p for p in sub.iterdir() if p.name.startswith("part-") and not p.name.endswith(".crc"))
-        if len(parts) != 1:
-            raise RuntimeError(f"expected one file per shard in {sub}, found {len(parts)}")
-        target = out_dir / f"part-{int(sub.name.split('=')[1]):05d}.jsonl"
-        shutil.move(str(parts[0]), target)
-        shards.append(Shard(f"{out_dir.name}/{target.name}", _count_rows(target, "jsonl"),
-                            target.stat().st_size, sha256_file(target)))
-    shutil.rmtree(staging)
-    return shards
+# ---------------------------------------------------------------- reading committed outputs
 
-
-def _count_rows(path: Path, fmt: str) -> int:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(path).num_rows
-    with open(path, "rb") as fh:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-
-
-def shard_dicts(shards: list[Shard]) -> list[dict]:
-    return [asdict(s) for s in shards]
-
-
-# ---------------------------------------------------------------- reading stage outputs
-
-def load_manifest(stage_dir: Path) -> dict | None:
-    path = Path(stage_dir) / MANIFEST
-    if not path.is_file():
-        return None
+def load_manifest(stage_dir: str | Path) -> dict | None:
+    """The committed manifest of a stage directory (path or URI), or None when there is none."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(fs.read_bytes(fs.join(stage_dir, MANIFEST)))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    except OSError:
         return None
 
 
-def read_stage(spark, stage_dir: Path, which: str = "data"):
-    """The rows of a completed stage (``data`` or ``rejected``), as listed by its manifest."""
+def shard_uris(stage_dir: str | Path, entry: dict) -> list[str]:
+    """Locations of the shards an output entry of a manifest lists (relative to the stage dir
+    and the entry's ``root``, the attempt prefix on object stores)."""
+    base = fs.join(stage_dir, entry["root"]) if entry.get("root") else str(stage_dir)
+    return [fs.join(base, s["file"]) for s in entry["shards"]]
+
+
+def read_shards(spark, stage_dir: str | Path, entry: dict):
+    """The one reader of stage outputs: the shards listed in a manifest ``entry`` as a DataFrame.
+
+    Local shards go through Spark's native readers; object-store shards are read inside the
+    tasks with pyarrow through fsspec (one task per shard), so no Hadoop connector is needed.
+    """
     from pyspark.sql.types import StructType
 
-    stage_dir = Path(stage_dir)
+    schema = StructType.fromJson(entry["schema"])
+    files = shard_uris(stage_dir, entry)
+    if not files:
+        return spark.createDataFrame([], schema)
+    if not any(fs.is_remote(f) for f in files):
+        reader = spark.read.schema(schema)
+        local = [fs.strip_file_scheme(f) for f in files]
+        return reader.parquet(*local) if entry["format"] == "parquet" else reader.json(*local)
+    return (spark.range(0, len(files), 1, numPartitions=len(files))
+            .mapInArrow(_shard_reader(files, entry["format"], schema), schema))
+
+
+def _shard_reader(files: list[str], fmt: str, schema):
+    """mapInArrow function: partition i reads shard i with pyarrow (Parquet or JSONL)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow_schema = to_arrow_schema(schema)
+
+    def run(batches):
+        import pyarrow.json as pj
+        import pyarrow.parquet as pq
+
+        for batch in batches:
+            for index in batch.column(0).to_pylist():
+                with fs.open_file(files[index], "rb") as fh:
+                    if fmt == "parquet":
+                        table = pq.read_table(fh).select(arrow_schema.names).cast(arrow_schema)
+                    else:
+                        table = pj.read_json(fh, parse_options=pj.ParseOptions(explicit_schema=arrow_schema))
+                        table = table.select(arrow_schema.names)
+                yield from table.to_batches(max_chunksize=2000)
+
+    return run
+
+
+def read_stage(spark, stage_dir: str | Path, which: str = "data"):
+    """The rows of a completed stage (``data`` or ``rejected``), as listed by its manifest."""
     manifest = load_manifest(stage_dir)
     if manifest is None:
         raise CurateError(f"{stage_dir} is not a complete stage (no {MANIFEST})")
-    outputs = manifest["outputs"].get(which)
-    if outputs is None:
-        raise CurateError(f"stage {stage_dir.name} has no '{which}' output")
-    schema = StructType.fromJson(outputs["schema"])
-    files = [str(stage_dir / s["file"]) for s in outputs["shards"]]
-    if not files:
-        return spark.createDataFrame([], schema)
-    reader = spark.read.schema(schema)
-    return reader.parquet(*files) if outputs["format"] == "parquet" else reader.json(*files)
+    entry = manifest["outputs"].get(which)
+    if entry is None:
+        raise CurateError(f"stage {fs.name(stage_dir)} has no '{which}' output")
+    return read_shards(spark, stage_dir, entry)
 
 
-def last_complete_stage(output_dir: Path) -> Path | None:
+def last_complete_stage(output_dir: str | Path) -> str | None:
     """The final export if present, else the highest-numbered complete stage directory."""
-    output_dir = Path(output_dir)
-    final = output_dir / FINAL_DIR
+    final = fs.join(output_dir, FINAL_DIR)
     if load_manifest(final):
         return final
-    stages = sorted(p for p in output_dir.glob("[0-9][0-9]-*") if load_manifest(p))
-    return stages[-1] if stages else None
+    names = sorted(n for n in fs.listdir(output_dir) if n[:2].isdigit() and n[2:3] == "-")
+    complete = [fs.join(output_dir, n) for n in names if load_manifest(fs.join(output_dir, n))]
+    return complete[-1] if complete else None
+
+
+def count_rows(path: str | Path, fmt: str) -> int:
+    """Rows of one local or remote shard file (Parquet footer, or newlines of a JSONL file)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with fs.open_file(path, "rb") as fh:
+            return pq.read_metadata(fh).num_rows
+    with fs.open_file(path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+

@@ -1,0 +1,183 @@
+"""The three kinds of step a run is made of: ``00-read``, one per pipeline stage, and ``final``.
+
+Each step knows its config hash, its input fingerprint, and how to write itself through one
+:func:`~curate.engine.manifest.stage_attempt`, committing a manifest built by :func:`manifest_for`.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from curate.config import Pipeline, StageCall
+from curate.core import ID, REJECT_REASON, StageContext, StageOutput, get_stage
+from curate.engine.layout import DATA_DIR, FINAL_DIR, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
+from curate.engine.manifest import config_hash, stage_attempt
+from curate.io import fs
+from curate.io.accounting import materialize_read, reason_counts, total_chars, write_verified
+from curate.io.read import fingerprint_files, read_documents
+from curate.io.shards import load_manifest, read_shards, read_stage, shard_uris
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def manifest_for(stage: str, index: int, params: Any, cfg: str, fp: str, outputs: dict, stats: dict,
+                 started: str, t0: float, **extra: Any) -> dict:
+    """The one manifest layout every step commits."""
+    return {"stage": stage, "index": index, "params": params, "config_hash": cfg, "input_fingerprint": fp,
+            "outputs": outputs, "stats": stats, "artifacts": extra.pop("artifacts", {}), **extra,
+            "timings": {"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)}}
+
+
+class ReadStep:
+    """``00-read``: the fixed input listing parsed with full accounting."""
+
+    name, dirname = "read", READ_DIR
+
+    def __init__(self, p: Pipeline, listing: tuple[str, list[str]]):
+        self.p, self.listing = p, listing
+
+    def config_hash(self, _upstream: str) -> str:
+        return config_hash("read", self.p.input.__dict__, "", {"rows_per_shard": self.p.output.rows_per_shard})
+
+    def input_fingerprint(self, _upstream: str) -> str:
+        return fingerprint_files(*self.listing)
+
+    def run(self, spark, target: str, cfg: str, fp: str, upstream=None, guard=lambda: None) -> dict:
+        started, t0 = _now(), time.time()
+        result = read_documents(spark, self.p.input, listing=self.listing)
+        try:
+            quarantine_target = fs.join(fs.parent(target), QUARANTINE_DIR)
+            with stage_attempt(target) as work, stage_attempt(quarantine_target) as qwork:
+                outputs, stats = materialize_read(spark, result, work, qwork, self.p.output.rows_per_shard)
+                guard()
+                work.commit(manifest_for("read", 0, self.p.input.__dict__, cfg, fp, outputs, stats, started, t0,
+                                         input_root=str(result.root), input_files=result.files))
+        finally:
+            result.release()
+        return load_manifest(target)
+
+
+class StageStep:
+    """``NN-<stage>``: one registered stage over the previous step's data."""
+
+    def __init__(self, p: Pipeline, call: StageCall):
+        self.p, self.call = p, call
+        self.name, self.dirname = call.name, call.dirname
+
+    def config_hash(self, upstream: str) -> str:
+        return config_hash(self.name, self.call.params, upstream, {"seed": self.p.seed, "index": self.call.index})
+
+    def input_fingerprint(self, upstream: str) -> str:
+        return upstream
+
+    def run(self, spark, target: str, cfg: str, fp: str, upstream: str, guard=lambda: None) -> dict:
+        started, t0 = _now(), time.time()
+        df = read_stage(spark, upstream)
+        rows_in = load_manifest(upstream)["outputs"]["data"]["rows"]
+        per_shard = self.p.output.rows_per_shard
+        with stage_attempt(target) as work:
+            ctx = StageContext(spark, work.scratch, self.p.base_dir, self.p.seed, fs.parent(target),
+                               table_writer=_table_writer(spark, work, per_shard))
+            out = get_stage(self.name).fn(df, ctx, **self.call.params)
+            if not isinstance(out, StageOutput):
+                raise RuntimeError(f"stage '{self.name}' returned {type(out).__name__}, not StageOutput")
+            outputs, kept, rejected = self._write(spark, work, out, per_shard)
+            reasons = reason_counts(rejected) if rejected is not None else {}
+            rows_out = outputs["data"]["rows"]
+            if rows_out + sum(reasons.values()) != rows_in:
+                raise RuntimeError(f"stage '{self.name}' lost rows: {rows_in} in, {rows_out} kept, "
+                                   f"{sum(reasons.values())} rejected")
+            extra = out.stats(kept, rejected) if callable(out.stats) else dict(out.stats)
+            stats = {"rows_in": rows_in, "rows_out": rows_out, "rejected": reasons, "chars_out": total_chars(kept),
+                     "chars_rejected": total_chars(rejected) if rejected is not None else 0, **extra}
+            guard()
+            work.commit(manifest_for(self.name, self.call.index, self.call.params, cfg, fp, outputs, stats,
+                                     started, t0, upstream=fs.name(upstream), order_by=out.order_by,
+                                     artifacts=dict(sorted(ctx.artifacts.items()))))
+        return load_manifest(target)
+
+    def _write(self, spark, work, out: StageOutput, per_shard: int):
+        kept_shards = write_verified(out.kept, work.path(DATA_DIR), order_by=out.order_by, rows_per_shard=per_shard)
+        outputs = {"data": work.entry(kept_shards, out.kept.schema, "parquet")}
+        rejected = None
+        if out.rejected is not None:
+            if REJECT_REASON not in out.rejected.columns:
+                raise RuntimeError(f"stage '{self.name}': rejected rows need a '{REJECT_REASON}' column")
+            rej_shards = write_verified(out.rejected, work.path(REJECTED_DIR), order_by=ID, rows_per_shard=per_shard)
+            outputs["rejected"] = work.entry(rej_shards, out.rejected.schema, "parquet")
+            rejected = work.read(spark, outputs["rejected"])
+        return outputs, work.read(spark, outputs["data"]), rejected
+
+
+def _table_writer(spark, work, rows_per_shard: int):
+    """``ctx.artifact_table(name, df)``: a Spark-sized artifact written as shards of this attempt
+    (reachable by every executor, on any store) and read back."""
+
+    def write(name: str, df, order_by=ID):
+        shards = write_verified(df, work.path("artifacts", name), order_by=order_by, rows_per_shard=rows_per_shard)
+        entry = work.entry(shards, df.schema, "parquet")
+        for s in entry["shards"]:
+            s["file"] = f"artifacts/{s['file']}"
+        return entry, work.read(spark, entry)
+
+    return write
+
+
+class ExportStep:
+    """``final``: the last stage's data in the output format."""
+
+    name = dirname = FINAL_DIR
+
+    def __init__(self, p: Pipeline):
+        self.p = p
+
+    def config_hash(self, upstream: str) -> str:
+        return config_hash("final", {"format": self.p.output.format}, upstream)
+
+    def input_fingerprint(self, upstream: str) -> str:
+        return upstream
+
+    def run(self, spark, target: str, cfg: str, fp: str, upstream: str, guard=lambda: None) -> dict:
+        started, t0 = _now(), time.time()
+        source = load_manifest(upstream)
+        data = source["outputs"]["data"]
+        order_by = source.get("order_by", ID)
+        with stage_attempt(target) as work:
+            if self.p.output.format == "parquet":
+                entry = work.entry(_copy_shards(upstream, data, work.path(DATA_DIR)), _schema(data), "parquet")
+            else:
+                df = read_shards(spark, upstream, data)
+                shards = write_verified(df, work.path(DATA_DIR), order_by=order_by,
+                                        rows_per_shard=self.p.output.rows_per_shard, fmt="jsonl")
+                entry = work.entry(shards, df.schema, "jsonl")
+            stats = {"rows_in": data["rows"], "rows_out": entry["rows"], "source_stage": fs.name(upstream)}
+            guard()
+            work.commit(manifest_for("final", len(self.p.stages) + 1, {"format": self.p.output.format}, cfg, fp,
+                                     {"data": entry}, stats, started, t0, upstream=fs.name(upstream),
+                                     order_by=order_by))
+        return load_manifest(target)
+
+
+def _schema(entry: dict):
+    from pyspark.sql.types import StructType
+
+    return StructType.fromJson(entry["schema"])
+
+
+def _copy_shards(stage_dir: str, entry: dict, out_dir: str):
+    """Copy a stage's shards byte for byte (their sha256 carry over)."""
+    import shutil
+
+    from curate.io.shards import Shard
+
+    fs.makedirs(out_dir)
+    copied = []
+    for shard, src in zip(entry["shards"], shard_uris(stage_dir, entry)):
+        dst = fs.join(out_dir, fs.name(src))
+        with fs.open_file(src, "rb") as fin, fs.open_file(dst, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 22)
+        copied.append(Shard(f"{DATA_DIR}/{fs.name(src)}", shard["rows"], shard["bytes"], shard["sha256"]))
+    return copied

@@ -1,0 +1,87 @@
+"""Read accounting: write the documents and the quarantine of ``00-read`` and count everything.
+
+Every input line is a document or a quarantine record (``rows_in = rows_out + quarantined``);
+repairs (BOM, invalid UTF-8, NUL) are counted per kind; file-level problems are listed.
+"""
+from __future__ import annotations
+
+from curate.core import ID, REJECT_REASON, TEXT
+from curate.engine.layout import DATA_DIR, QUARANTINE_DIR
+from curate.io.read import QUARANTINE_COLUMNS
+from curate.io.shards import write_shards
+
+QUARANTINE_ORDER = ["file", "line", "kind", "reason"]
+
+
+def write_verified(df, out_dir: str, *, order_by, rows_per_shard: int, fmt: str = "parquet"):
+    """Persist, count, write shards, and check the shards hold exactly the counted rows."""
+    from pyspark import StorageLevel
+
+    df = df.persist(StorageLevel.DISK_ONLY)
+    try:
+        rows = df.count()
+        shards = write_shards(df, out_dir, order_by=order_by, rows_per_shard=rows_per_shard, fmt=fmt,
+                              total_rows=rows)
+    finally:
+        df.unpersist()
+    written = sum(s.rows for s in shards)
+    if written != rows:
+        raise RuntimeError(f"{out_dir}: wrote {written} rows, expected {rows}")
+    return shards
+
+
+def reason_counts(df, column: str = REJECT_REASON) -> dict[str, int]:
+    return {r[column]: r["count"] for r in df.groupBy(column).count().orderBy(column).collect()}
+
+
+def total_chars(df) -> int:
+    from pyspark.sql import functions as F
+
+    return int(df.agg(F.coalesce(F.sum(F.length(TEXT)), F.lit(0))).first()[0]) if TEXT in df.columns else 0
+
+
+def repair_counts(docs) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    return {r["repair"]: r["count"] for r in docs.filter(F.col("repairs").isNotNull())
+            .select(F.explode(F.split("repairs", ",")).alias("repair"))
+            .groupBy("repair").count().orderBy("repair").collect()}
+
+
+def materialize_read(spark, result, work, quarantine_work, rows_per_shard: int) -> tuple[dict, dict]:
+    """Write ``result`` (a ReadResult) into the read attempt and the quarantine attempt.
+
+    Returns the read manifest's ``outputs`` and its stats; commits the quarantine directory.
+    """
+    repairs = repair_counts(result.docs)
+    docs = result.docs.drop("repairs", "_file", "_line")
+    shards = write_verified(docs, work.path(DATA_DIR), order_by=ID, rows_per_shard=rows_per_shard)
+    data = work.entry(shards, docs.schema, "parquet")
+    quarantine = write_quarantine(spark, result.quarantine, quarantine_work, rows_per_shard)
+    rows_out = data["rows"]
+    stats = {"files": len(result.files), "rows_in": rows_out + quarantine["records"], "rows_out": rows_out,
+             "quarantined": quarantine["records"], "quarantine_reasons": quarantine["reasons"],
+             "file_problems": quarantine["file_problems"], "repairs": repairs,
+             "chars_out": total_chars(work.read(spark, data))}
+    return {"data": data, "quarantine": quarantine["entry"]}, stats
+
+
+def write_quarantine(spark, quarantine_df, work, rows_per_shard: int) -> dict:
+    """Write quarantine records as JSONL into ``work`` (``<output>/_quarantine/``), commit, count them."""
+    from pyspark.sql import functions as F
+
+    df = quarantine_df.select(*QUARANTINE_COLUMNS)
+    shards = write_verified(df, work.path(DATA_DIR), order_by=QUARANTINE_ORDER, rows_per_shard=rows_per_shard,
+                            fmt="jsonl")
+    entry = work.entry(shards, df.schema, "jsonl")
+    written = work.read(spark, entry)
+    by_kind = {r["kind"]: r["count"] for r in written.groupBy("kind").count().collect()}
+    reasons = {r["r"]: r["count"] for r in written.filter(F.col("kind") == "record")
+               .select(F.regexp_extract("reason", r"^([a-z_0-9]+)", 1).alias("r"))
+               .groupBy("r").count().orderBy("r").collect()}
+    problems = [{"file": r["file"], "reason": r["reason"]} for r in
+                written.filter(F.col("kind") == "file").orderBy("file").collect()]
+    work.commit({"stage": "quarantine", "outputs": {"data": entry}, "stats": {"records": by_kind}})
+    root = "/".join(p for p in ("..", QUARANTINE_DIR, entry.get("root", "")) if p)
+    return {"records": by_kind.get("record", 0), "reasons": reasons, "file_problems": problems,
+            "entry": {**entry, "root": root}}
