@@ -13,6 +13,8 @@ list, the length of a "short" line); every other field is a threshold read only 
 
 A *modifier* (:class:`Modifier`) also rewrites ``text`` (``apply``) and reports counts.
 Model- or file-backed filters load what they need in ``setup()``, once per Python worker.
+Every filter is a :class:`curate.core.Scorer` (``fields``, ``score_batch``), so the
+``score`` stage runs filters and model scorers (fastText, DSIR) in one pass.
 
 Register a filter with ``@register("name")``; every module of this package is imported by
 :func:`registry`, so adding a filter is one module plus its tests.
@@ -49,6 +51,25 @@ class Filter:
     def score(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    @property
+    def fields(self) -> dict[str, str]:
+        """The :class:`curate.core.Scorer` view: each key and its column type."""
+        return {k: "string" if k in self.string_keys else "double" for k in self.keys}
+
+    def score_batch(self, texts: list[str], **columns: list) -> dict[str, list]:
+        """:class:`curate.core.Scorer`: ``score`` every text (``columns``: the other ``inputs``)."""
+        out: dict[str, list] = {k: [] for k in self.keys}
+        appends = [(k, out[k].append) for k in self.keys]
+        extra = list(columns.items())
+        for i, text in enumerate(texts):
+            doc = {"text": text}
+            for name, values in extra:
+                doc[name] = values[i]
+            scores = self.score(doc)
+            for key, add in appends:
+                add(scores.get(key))
+        return out
+
     def reject(self, scores: Mapping[str, Any]) -> str | None:
         raise NotImplementedError
 
@@ -63,6 +84,17 @@ class Modifier(Filter):
 
     def score(self, doc: Mapping[str, Any]) -> dict[str, float]:
         return self.apply(doc.get("text") or "")[1]
+
+    def score_batch(self, texts: list[str], **columns: list) -> dict[str, list]:
+        """Counts per key, plus the rewritten texts under ``"text"``."""
+        out: dict[str, list] = {k: [] for k in self.keys}
+        rewritten = []
+        for text in texts:
+            new, counts = self.apply(text)
+            rewritten.append(new)
+            for key in self.keys:
+                out[key].append(counts.get(key))
+        return {**out, "text": rewritten}
 
     def reject(self, scores: Mapping[str, Any]) -> str | None:
         return None

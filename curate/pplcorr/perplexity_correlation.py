@@ -2,22 +2,20 @@
 
 Both run: deterministic document sample → loss matrix (computed here, resumed, or read from
 ``matrix``) → per-text score (correlation estimate + projection, or PreSelect predictive
-strength) → include/exclude labels on the sample → fastText classifier (DCLM recipe, via
-:func:`curate.quality.classifier.train_classifier`) → ``fasttext_score`` over the whole input →
-``select_budget`` keeping ``keep_fraction`` of the tokens. Every intermediate is an artifact.
+strength) → include/exclude labels on the sample → fastText classifier (DCLM recipe) scoring the
+whole input → top ``keep_fraction`` of the tokens, the tail shared with BETR
+(:func:`curate.quality.labelled_selection.select_by_trained_classifier`). Every intermediate is
+an artifact.
 
 Only the sample (``sample_docs`` rows) and its per-text numbers reach the driver.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
 from curate.core import ID, TEXT, CurateError, StageContext, StageOutput, stage
-
-POSITIVE, NEGATIVE = "hq", "lq"
+from curate.quality.labelled_selection import NEGATIVE, POSITIVE, classifier_options, select_by_trained_classifier
 
 
 def sample_documents(df, n: int, seed: int, columns: list[str]) -> pd.DataFrame:
@@ -91,43 +89,15 @@ def document_labels(docs: pd.DataFrame, text_labels: pd.Series, domain: str | No
     return key.map(text_labels)
 
 
-def classifier_options(options: dict | None) -> dict:
-    """Extra keyword arguments for :func:`curate.quality.classifier.train_classifier` (e.g. bucket, dim, epoch)."""
-    import inspect
-
-    from curate.quality.classifier import train_classifier
-
-    options = dict(options or {})
-    valid = [p.name for p in inspect.signature(train_classifier).parameters.values()
-             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("seed", "label_positive", "label_negative")]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise CurateError(f"classifier: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    return options
-
-
 def train_and_select(df, ctx: StageContext, docs: pd.DataFrame, labels: pd.Series, *, name: str,
                      keep_fraction: float, seed: int, stats: dict, classifier: dict | None) -> StageOutput:
-    """fastText on the labelled sample → ``fasttext_score`` on the input → ``select_budget`` by tokens."""
-    from curate.quality.classifier import train_classifier
-    from curate.quality.fasttext_score import fasttext_score
-    from curate.quality.select_budget import select_budget
-
+    """Write the sample's labels, then the shared labels → fastText → score → budget tail."""
     labelled = docs.assign(label=labels)
     labelled[[ID, "label"]].to_parquet(ctx.artifact("labels.parquet"), index=False)
-    positives = labelled.loc[labelled["label"] == POSITIVE, TEXT].tolist()
-    negatives = labelled.loc[labelled["label"] == NEGATIVE, TEXT].tolist()
-    model_path = ctx.artifact("classifier.bin")
-    report = train_classifier(positives, negatives, model_path, seed=seed, label_positive=POSITIVE,
-                              label_negative=NEGATIVE, **classifier_options(classifier))
-    ctx.artifact("classifier.bin.sha256")
-    ctx.artifact("classifier.bin.json")
-    scored = fasttext_score(df, ctx, model=str(model_path), name=name, label=POSITIVE).kept
-    selected = select_budget(scored, ctx, score=f"{name}.prob", keep_tokens_fraction=keep_fraction, seed=seed)
-    summary = {**stats, "labelled_docs": {"positive": len(positives), "negative": len(negatives)},
-               "classifier": report.get("metrics", {}), "selection": selected.stats}
-    ctx.artifact("summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    return StageOutput(kept=selected.kept, rejected=selected.rejected, stats=summary)
+    return select_by_trained_classifier(
+        df, ctx, labelled.loc[labelled["label"] == POSITIVE, TEXT].tolist(),
+        labelled.loc[labelled["label"] == NEGATIVE, TEXT].tolist(), name=name, keep_tokens_fraction=keep_fraction,
+        seed=seed, classifier=classifier, stats=stats)
 
 
 def _prepare(df, ctx, *, errors, benchmark, models, matrix, sample_docs, domain, seed, max_length, stride,
@@ -172,7 +142,7 @@ def perplexity_correlation(df, ctx: StageContext, *, errors: str, benchmark: str
     """
     from curate.pplcorr import estimators as pplcorr
 
-    classifier = classifier_options(classifier)  # fail before any model runs
+    classifier_options(classifier)  # fail before any model runs
     for value, valid in ((estimator, pplcorr.ESTIMATORS), (projection, pplcorr.PROJECTIONS)):
         if value not in valid:
             raise CurateError(f"perplexity_correlation: unknown method '{value}'; valid: {', '.join(valid)}")
@@ -212,7 +182,7 @@ def preselect(df, ctx: StageContext, *, errors: str, benchmark: str | None = Non
 
     if not 0 < label_fraction <= 0.5:
         raise CurateError(f"preselect: label_fraction must be in (0, 0.5], got {label_fraction}")
-    classifier = classifier_options(classifier)
+    classifier_options(classifier)
     seed, texts, docs, X, y, stats = _prepare(
         df, ctx, errors=errors, benchmark=benchmark, models=models, matrix=matrix, sample_docs=sample_docs,
         domain=domain, seed=seed, max_length=max_length, stride=stride, batch_size=batch_size, device=device,

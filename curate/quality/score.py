@@ -20,60 +20,66 @@ META_KEY = "curate_filter"
 
 @stage("score")
 def score(df, ctx: StageContext, *, filters: list = ()) -> StageOutput:
-    """Score documents with filters and modifiers in one pass (one struct column per filter)."""
-    import filters as registry
+    """Score documents with filters, modifiers and model scorers in one pass (one struct column each).
 
-    built = [_build_for_scoring(item, ctx) for item in (filters or ())]
-    if not built:
-        raise CurateError(f"score: list at least one filter; valid filters: {', '.join(registry.registry())}")
-    names = [f.name for f in built]
-    if len(set(names)) != len(names):
-        raise CurateError(f"score: filter listed twice in {names}")
+    ``filters`` lists filters (``curate filters``) and the model scorers ``fasttext``
+    (``model``, ``label``, ``name``, ``batch_size``) and ``dsir`` (``target``, …), run in order.
+    """
+    from curate.quality.columns import append_scores
+
     if TEXT not in df.columns:
         raise CurateError("score: the input has no 'text' column")
+    built, stats = [], {}
+    for item in filters or ():
+        scorer, extra = _build_for_scoring(item, df, ctx)
+        built.append(scorer)
+        if extra:
+            stats[scorer.name] = extra
+    if not built:
+        raise CurateError(f"score: list at least one filter or scorer; valid: {', '.join(_valid_names())}")
+    names = [s.name for s in built]
+    if len(set(names)) != len(names):
+        raise CurateError(f"score: filter listed twice in {names}")
 
-    out_schema = _scored_schema(df.schema, built)
-    inputs = sorted({key for f in built for key in f.inputs} & set(df.columns))
-    scored = df.mapInArrow(_ScorePass(built, inputs, out_schema.fieldNames()), out_schema)
-    scored = _with_filter_metadata(scored, built)
-    modifiers = [f for f in built if f.modifies_text]
-    return StageOutput(kept=scored, stats=lambda kept, _rejected: _modifier_totals(kept, modifiers))
+    scored = _with_filter_metadata(append_scores(df, built), [s for s in built if _is_filter(s)])
+    modifiers = [s for s in built if _is_filter(s) and s.modifies_text]
+    return StageOutput(kept=scored, stats=lambda kept, _rejected: stats | _modifier_totals(kept, modifiers))
 
 
-def _build_for_scoring(item: Any, ctx: StageContext):
+def _valid_names() -> list[str]:
+    import filters as registry
+    from curate.quality.scorers import MODEL_SCORERS
+
+    return [*registry.registry(), *MODEL_SCORERS]
+
+
+def _is_filter(scorer) -> bool:
     import filters as registry
 
+    return isinstance(scorer, registry.Filter)
+
+
+def _build_for_scoring(item: Any, df, ctx: StageContext):
+    """``(scorer, stats)`` for one list entry: a filter, or a model scorer (fastText, DSIR)."""
+    import filters as registry
+    from curate.quality.scorers import MODEL_SCORERS, build_model_scorer
+
     name, params = registry.parse_spec(item)
+    if name in MODEL_SCORERS:
+        return build_model_scorer(name, params, df, ctx)
+    if name not in registry.registry():
+        raise CurateError(f"score: unknown filter or scorer '{name}'; valid: {', '.join(_valid_names())}")
     cls = registry.get(name)
     for key in cls.path_params:
         if params.get(key) is not None:
             params[key] = _resolve_paths(params[key], ctx)
-    return registry.build(name, params)
+    return registry.build(name, params), {}
 
 
 def _resolve_paths(value: Any, ctx: StageContext) -> Any:
     if isinstance(value, Mapping):
         return {k: str(ctx.resolve(v)) for k, v in value.items()}
     return str(ctx.resolve(value))
-
-
-def _struct_type(flt):
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
-
-    return StructType([StructField(k, StringType() if k in flt.string_keys else DoubleType())
-                       for k in flt.keys])
-
-
-def _scored_schema(schema, built):
-    """Input columns (same order), then one struct per filter, then promoted columns."""
-    from pyspark.sql.types import StructField, StructType
-
-    added = [StructField(f.name, _struct_type(f)) for f in built]
-    added += [StructField(column, _struct_type(f)[key].dataType)
-              for f in built for key, column in f.promote.items()]
-    added_names = {field.name for field in added}
-    kept = [field for field in schema.fields if field.name not in added_names]
-    return StructType(kept + added)
 
 
 def _with_filter_metadata(df, built):
@@ -85,71 +91,6 @@ def _with_filter_metadata(df, built):
     meta = {f.name: {META_KEY: {"name": f.name, "params": params_of(f)}} for f in built}
     return df.select(*[F.col(c).alias(c, metadata=meta[c]) if c in meta else F.col(c)
                        for c in df.columns])
-
-
-class _ScorePass:
-    """The per-partition function of ``mapInArrow``: set up filters once, score every row."""
-
-    def __init__(self, built, inputs: list[str], out_names: list[str]):
-        self.built, self.inputs, self.out_names = built, inputs, out_names
-
-    def __call__(self, batches: Iterator) -> Iterator:
-        import pyarrow as pa
-
-        for flt in self.built:
-            flt.setup()
-        types = _arrow_types(self.built)
-        for batch in batches:
-            columns, produced = score_rows(self.built, batch.select(self.inputs).to_pylist())
-            arrays = []
-            for name in self.out_names:
-                if name in columns:
-                    arrays.append(pa.array(columns[name], type=batch.schema.field(name).type))
-                elif name in produced:
-                    arrays.append(pa.array(produced[name], type=types[name]))
-                else:
-                    arrays.append(batch.column(name))
-            yield pa.RecordBatch.from_arrays(arrays, names=self.out_names)
-
-
-def _arrow_types(built) -> dict[str, Any]:
-    """Arrow types of the columns ``score`` adds (explicit, so empty batches type-check)."""
-    import pyarrow as pa
-
-    def kind(flt, key):
-        return pa.string() if key in flt.string_keys else pa.float64()
-
-    types = {f.name: pa.struct([(k, kind(f, k)) for k in f.keys]) for f in built}
-    types.update({column: kind(f, key) for f in built for key, column in f.promote.items()})
-    return types
-
-
-def score_rows(built, docs: list[dict]) -> tuple[dict[str, list], dict[str, list]]:
-    """Score ``docs`` with every filter in order (modifiers rewrite ``text`` for those after).
-
-    Returns ``(rewritten input columns, new columns)``: ``text`` only if a modifier ran,
-    one list of dicts per filter name, one list per promoted column. Used by the Spark pass
-    and usable as the plain-Python reference.
-    """
-    modifies = any(f.modifies_text for f in built)
-    produced: dict[str, list] = {f.name: [] for f in built}
-    produced.update({column: [] for f in built for column in f.promote.values()})
-    texts: list = []
-    for doc in docs:
-        doc = dict(doc)
-        original = doc.get(TEXT)
-        doc[TEXT] = original or ""
-        for flt in built:
-            if flt.modifies_text:
-                doc[TEXT], scores = flt.apply(doc[TEXT])
-            else:
-                scores = flt.score(doc)
-            produced[flt.name].append(scores)
-            for key, column in flt.promote.items():
-                doc[column] = scores[key]
-                produced[column].append(scores[key])
-        texts.append(doc[TEXT] if original is not None else None)
-    return ({TEXT: texts} if modifies else {}), produced
 
 
 def _modifier_totals(kept, modifiers) -> dict[str, Any]:

@@ -4,8 +4,9 @@
 Embed benchmark examples and a deterministic sample of the corpus in one space; every example
 ranks the sample by inner product (FAISS); a document's score aggregates ``v(rank)`` over the
 examples; the top ``positive_fraction`` of the sample are positives. A fastText classifier
-trained on positives vs. (down-sampled) negatives then scores the whole corpus, and
-``select_budget`` keeps the top tokens. Only the sample is embedded.
+trained on positives vs. (down-sampled) negatives then scores the whole corpus, and the
+top tokens are kept (:func:`curate.quality.labelled_selection.select_by_trained_classifier`,
+shared with perplexity correlation). Only the sample is embedded.
 """
 from __future__ import annotations
 
@@ -84,15 +85,14 @@ def benchmark_similarity(df, ctx: StageContext, *, targets: list, examples_per_b
     embedded and scored (``rank_value`` v(r) = 1/r or 1/log2(r+1), ``aggregate`` max or mean);
     its top ``positive_fraction`` trains a fastText classifier (``classifier``: extra trainer
     options) whose ``<name>.prob`` scores every document; ``keep_tokens_fraction`` selects
-    (``null``: score only). Artifacts: sample scores, classifier, metrics.
+    (``null``: score only). Artifacts: sample scores, classifier, ``summary.json`` (= the stats).
     """
+    from curate.quality.labelled_selection import classifier_options, select_by_trained_classifier
     from curate.targeted.benchmarks import TRAINING_SPLITS, balance, load_benchmarks, parse_specs
-    from curate.quality.classifier import train_classifier
     from curate.targeted.embedding import embed_texts, ids_and_vectors, model_argument, with_embeddings
-    from curate.quality.fasttext_score import fasttext_score
-    from curate.quality.select_budget import select_budget
 
     _check(rank_value, aggregate, positive_fraction, sample_size, splits)
+    classifier_options(classifier)  # fail before anything is embedded
     examples = balance(load_benchmarks(parse_specs(targets, ctx.resolve), tuple(splits or TRAINING_SPLITS)),
                        examples_per_benchmark, ctx.seed)
     model = model_argument(model, ctx.resolve)
@@ -112,23 +112,11 @@ def benchmark_similarity(df, ctx: StageContext, *, targets: list, examples_per_b
     _write_sample(ctx, ids, scores, labels, examples)
 
     texts = [r[TEXT] for r in sample]
-    model_path = ctx.artifact("classifier.bin")
-    for sidecar in ("classifier.bin.sha256", "classifier.bin.json"):
-        ctx.artifact(sidecar)
-    metrics = train_classifier([t for t, y in zip(texts, labels) if y], [t for t, y in zip(texts, labels) if not y],
-                               model_path, seed=ctx.seed, **(classifier or {}))
     stats = {"examples": {b: sum(e.benchmark == b for e in examples) for b in sorted({e.benchmark for e in examples})},
-             "sample_docs": len(ids), "positives": int(labels.sum()), "faiss_search_seconds": search_seconds,
-             "classifier": metrics.get("metrics", {})}
-    ctx.artifact("metrics.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-
-    scored = fasttext_score(df, ctx, model=str(model_path), name=name).kept
-    if keep_tokens_fraction is None:
-        return StageOutput(kept=scored, stats=stats)
-    selected = select_budget(scored, ctx, score=f"{name}.prob", keep_tokens_fraction=keep_tokens_fraction)
-    inner = selected.stats
-    merged = (lambda k, r: stats | {"select": inner(k, r)}) if callable(inner) else stats | {"select": inner}
-    return StageOutput(kept=selected.kept, rejected=selected.rejected, stats=merged, order_by=selected.order_by)
+             "sample_docs": len(ids), "faiss_search_seconds": search_seconds}
+    return select_by_trained_classifier(
+        df, ctx, [t for t, y in zip(texts, labels) if y], [t for t, y in zip(texts, labels) if not y], name=name,
+        keep_tokens_fraction=keep_tokens_fraction, seed=ctx.seed, classifier=classifier, stats=stats)
 
 
 def _check(rank_value: str, aggregate: str, positive_fraction: float, sample_size: int, splits) -> None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -188,10 +189,31 @@ def _embed_mean_of_windows(embedder, texts: list[str], batch_size: int) -> np.nd
 
 # --------------------------------------------------------------------------- Spark
 
+@dataclass(frozen=True)
+class EmbeddingScorer:
+    """A :class:`curate.core.Scorer` writing ``name`` (array<float>, unit vectors) per text."""
+
+    model: str | None = None
+    name: str = "embedding"
+    batch_size: int = 64
+    long_docs: str = "first"
+    device: str | None = None
+
+    fields: ClassVar[str] = "array<float>"  # a plain column, not a struct
+    inputs: ClassVar[tuple[str, ...]] = (TEXT,)
+
+    def setup(self) -> None:
+        load_embedder(self.model, self.device)
+
+    def score_batch(self, texts: list[str], **_columns: list) -> dict[str, np.ndarray]:
+        return {self.name: embed_texts(texts, model=self.model, batch_size=self.batch_size,
+                                       device=self.device, long_docs=self.long_docs)}
+
+
 def with_embeddings(df, *, model: str | None = None, column: str = "embedding", batch_size: int = 64,
                     long_docs: str = "first", device: str | None = None, text_column: str = TEXT):
-    """Add ``column`` (array<float>) to ``df`` in one mapInArrow pass; one model load per worker."""
-    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+    """Add ``column`` (array<float>) to ``df`` in one Arrow pass; one model load per worker."""
+    from curate.quality.columns import append_scores
 
     if long_docs not in LONG_DOCS:
         raise CurateError(f"long_docs must be one of {', '.join(LONG_DOCS)}, got '{long_docs}'")
@@ -200,27 +222,8 @@ def with_embeddings(df, *, model: str | None = None, column: str = "embedding", 
     if text_column not in df.columns:
         raise CurateError(f"input has no '{text_column}' column to embed")
     resolve_model_dir(model)  # fail on the driver, with the install hint, before any task runs
-    schema = StructType(df.schema.fields + [StructField(column, ArrayType(FloatType(), False), True)])
-    options = dict(model=model, batch_size=batch_size, long_docs=long_docs, device=device)
-    worker = functools.partial(_embed_batches, text_column=text_column, column=column, options=options)
-    return df.mapInArrow(worker, schema)
-
-
-def _embed_batches(batches: Iterator, *, text_column: str, column: str, options: dict) -> Iterator:
-    import pyarrow as pa
-
-    for batch in batches:
-        vectors = embed_texts(batch.column(text_column).to_pylist(), **options)
-        schema = batch.schema.append(pa.field(column, pa.list_(pa.float32())))
-        yield pa.RecordBatch.from_arrays(batch.columns + [_list_array(vectors)], schema=schema)
-
-
-def _list_array(vectors: np.ndarray):
-    import pyarrow as pa
-
-    n, dim = vectors.shape
-    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32) if n else np.zeros(1, np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1), type=pa.float32()))
+    scorer = EmbeddingScorer(model, column, batch_size, long_docs, device)
+    return append_scores(df, [scorer], text_column=text_column)
 
 
 def ids_and_vectors(rows: Sequence[Any], column: str = "embedding") -> tuple[list[str], np.ndarray]:

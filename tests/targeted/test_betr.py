@@ -95,10 +95,10 @@ def test_betr_ranks_science_above_movie_reviews(spark, tmp_path, shared_data, ta
     assert sum(is_science[r["id"]] for r in kept) >= 0.9 * len(kept)  # measured 29/29
 
     stats = out.stats(out.kept, out.rejected) if callable(out.stats) else out.stats
-    assert stats["examples"] == {"mmlu_bio": 60, "mmlu_phys": 60} and stats["positives"] == 20
+    assert stats["examples"] == {"mmlu_bio": 60, "mmlu_phys": 60} and stats["labelled_docs"]["positive"] == 20
     assert set(ctx.artifacts) >= {"sample_scores.parquet", "sample_ids.txt", "examples.json", "classifier.bin",
-                                  "classifier.bin.sha256", "classifier.bin.json", "metrics.json"}
-    assert json.loads((tmp_path / "artifacts" / "metrics.json").read_text())["sample_docs"] == 100
+                                  "classifier.bin.sha256", "classifier.bin.json", "summary.json"}
+    assert json.loads((tmp_path / "artifacts" / "summary.json").read_text())["sample_docs"] == 100
 
 
 def test_betr_refuses_test_splits(spark, tmp_path, targets):

@@ -1,0 +1,270 @@
+"""Budgeted selection, the library of the ``select_budget`` stage: keep the best documents
+by stored scores, under a threshold or a document / token budget — exact, deterministic, computed in Spark.
+
+Documents are ordered by a *key* (one score, a weighted sum, or a weighted rank-average of
+several; optionally plus seeded Gumbel noise, which turns top-k into sampling without
+replacement with probability ∝ exp(key) — the Gumbel-top-k trick used by DSIR, Xie et al.
+2023, after Kool et al. 2019). Ties are broken by ``id``. The cut is found without sorting
+the corpus on one machine: keys are cut into quantile buckets, per-bucket totals locate the
+bucket holding the budget boundary, and only that bucket is ordered row by row. The result
+is then a plain filter ``(key, id) ≥ (key*, id*)``, so it does not depend on partitioning.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from functools import reduce
+from typing import Any, Callable
+
+from curate.core import ID, REJECT_REASON, CurateError
+
+KEY, TOKENS, BUCKET = "__select_key", "__select_tokens", "__select_bucket"
+MAX_BUCKETS = 256
+ROWS_PER_BUCKET = 200_000
+KEEP_ALL, KEEP_NONE = "all", "none"
+
+
+# ---------------------------------------------------------------- keys
+
+def _score_value(df, name: str):
+    """The score column ``name`` (dotted struct paths allowed) as double, NaN as null."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    column = F.col(name).cast("double")
+    try:
+        _ = df.select(column).schema  # analysed eagerly: a missing column fails here
+    except AnalysisException:
+        raise CurateError(f"select_budget: score column '{name}' not found; columns: {', '.join(df.columns)}") from None
+    return F.when(F.isnan(column), None).otherwise(column)
+
+
+def _quantile_bucket(df, value, n_buckets: int):
+    """Bucket index of ``value`` (0 = lowest) over approximate quantile cut points.
+
+    The cut points only decide how work is split; exactness comes from ordering rows
+    inside a bucket, so approximate (even partition-dependent) quantiles are fine.
+    """
+    from pyspark.sql import functions as F
+
+    if n_buckets <= 1:
+        return F.when(value.isNotNull(), F.lit(0))
+    probe = df.select(value.alias("__v")).filter(F.col("__v").isNotNull())
+    cuts = sorted(set(probe.approxQuantile("__v", [i / n_buckets for i in range(1, n_buckets)], 0.25 / n_buckets)))
+    if not cuts:
+        return F.when(value.isNotNull(), F.lit(0))
+    return F.when(value.isNotNull(), F.size(F.filter(F.array(*[F.lit(float(c)) for c in cuts]), lambda c: c <= value)))
+
+
+def _percent_rank(df, value, n_buckets: int):
+    """Exact percent rank (rank − 1) / (n − 1) of ``value`` among non-null rows, ties equal."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    bucket = _quantile_bucket(df, value, n_buckets)
+    sized = df.select(bucket.alias(BUCKET)).filter(F.col(BUCKET).isNotNull()).groupBy(BUCKET).count().collect()
+    before, running = {}, 0
+    for row in sorted(sized, key=lambda r: r[BUCKET]):
+        before[row[BUCKET]], running = running, running + row["count"]
+    offset = F.create_map(*[F.lit(x) for kv in before.items() for x in kv]) if before else F.create_map()
+    in_bucket = F.rank().over(Window.partitionBy(bucket).orderBy(value))
+    rank = offset[bucket] + in_bucket
+    return F.when(value.isNotNull(), (rank - 1) / F.lit(max(running - 1, 1))).cast("double")
+
+
+def _gumbel(seed: int):
+    """Gumbel(0, 1) noise from a seeded hash of ``id``: same value whatever the partitioning."""
+    from pyspark.sql import functions as F
+
+    uniform = (F.shiftrightunsigned(F.xxhash64(F.lit(seed), F.col(ID)), 11) + 0.5) / float(1 << 53)
+    return -F.log(-F.log(uniform))
+
+
+def selection_key(df, scores: list[str], *, weights: list[float] | None = None, combine: str = "weighted",
+                  resample: str | None = None, temperature: float = 1.0, seed: int = 0, n_buckets: int = 1):
+    """The Column that orders documents (higher is better; null = unscored, never kept)."""
+    from pyspark.sql import functions as F
+
+    weights = [1.0] * len(scores) if weights is None else [float(w) for w in weights]
+    values = [_score_value(df, s) for s in scores]
+    if combine == "rank" and len(values) > 1:
+        values = [_percent_rank(df, v, n_buckets) for v in values]
+        key = reduce(operator.add, [v * F.lit(w) for w, v in zip(weights, values)]) / F.lit(sum(weights))
+    else:
+        key = reduce(operator.add, [v * F.lit(w) for w, v in zip(weights, values)])
+    if resample == "gumbel":
+        key = key / F.lit(float(temperature)) + _gumbel(seed)
+    return key.cast("double")
+
+
+# ---------------------------------------------------------------- the cut
+
+def prefix_cut(narrow, budget: float, n_buckets: int, total: float | None = None):
+    """The last row of the longest prefix, in order (key desc, id asc), whose summed
+    weight stays ≤ ``budget``: returns (key*, id*), KEEP_ALL or KEEP_NONE.
+
+    ``narrow`` has columns id, ``__select_key`` (non-null) and ``__select_tokens`` (the
+    weight: tokens, or 1 per document); ``total`` is their summed weight when known.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    key = F.col(KEY)
+    staged = narrow.withColumn(BUCKET, _quantile_bucket(narrow, key, n_buckets))
+    if n_buckets <= 1:  # one bucket: its total is the caller's grand total, skip a job
+        totals = {0: total} if total else {}
+    else:
+        totals = {r[BUCKET]: r["w"] for r in staged.groupBy(BUCKET).agg(F.sum(TOKENS).alias("w")).collect()}
+    cumulative, last_full, cut_bucket = 0, None, None
+    for bucket in sorted(totals, reverse=True):
+        if cumulative + totals[bucket] > budget:
+            cut_bucket = bucket
+            break
+        cumulative, last_full = cumulative + totals[bucket], bucket
+    if cut_bucket is None:
+        return KEEP_ALL
+    order = Window.partitionBy(BUCKET).orderBy(key.desc(), F.col(ID).asc())
+    inside = (staged.filter(F.col(BUCKET) == cut_bucket)
+              .withColumn("__cum", F.sum(TOKENS).over(order.rowsBetween(Window.unboundedPreceding, 0)))
+              .withColumn("__row", F.row_number().over(order))
+              .filter(F.col("__cum") <= budget - cumulative)
+              .orderBy(F.col("__row").desc()).limit(1).collect())
+    if inside:
+        return inside[0][KEY], inside[0][ID]
+    if last_full is None:
+        return KEEP_NONE
+    last = staged.filter(F.col(BUCKET) == last_full).orderBy(key.asc(), F.col(ID).desc()).limit(1).collect()[0]
+    return last[KEY], last[ID]
+
+
+def kept_predicate(cut, threshold: float | None = None):
+    """Column: True for kept rows (null keys are never kept)."""
+    from pyspark.sql import functions as F
+
+    key = F.col(KEY)
+    if threshold is not None:
+        keep = key >= F.lit(float(threshold))
+    elif cut == KEEP_ALL:
+        keep = key.isNotNull()
+    elif cut == KEEP_NONE:
+        keep = F.lit(False)
+    else:
+        cut_key, cut_id = cut
+        keep = (key > F.lit(cut_key)) | ((key == F.lit(cut_key)) & (F.col(ID) <= F.lit(cut_id)))
+    return F.coalesce(keep, F.lit(False))
+
+
+# ---------------------------------------------------------------- the stage
+
+def _auto_buckets(n_rows: int | None) -> int:
+    return 1 if n_rows is None else max(1, min(MAX_BUCKETS, n_rows // ROWS_PER_BUCKET))
+
+
+_BUDGETS = ("threshold", "top_fraction", "keep_docs", "keep_tokens", "keep_tokens_fraction")
+
+
+def _check(scores, weights, combine, budgets: dict, resample, temperature) -> str:
+    chosen = [name for name, value in budgets.items() if value is not None]
+    if len(chosen) != 1:
+        raise CurateError(f"select_budget: set exactly one of {', '.join(_BUDGETS)} "
+                          f"(got {', '.join(chosen) or 'none'})")
+    mode = chosen[0]
+    if not scores:
+        raise CurateError("select_budget: 'score' needs at least one column")
+    if weights is not None and len(weights) != len(scores):
+        raise CurateError(f"select_budget: {len(weights)} weights for {len(scores)} scores")
+    if combine not in ("weighted", "rank"):
+        raise CurateError(f"select_budget: combine must be 'weighted' or 'rank', got '{combine}'")
+    if resample not in (None, "gumbel"):
+        raise CurateError(f"select_budget: resample must be null or 'gumbel', got '{resample}'")
+    if resample and mode == "threshold":
+        raise CurateError("select_budget: resample needs a budget (top_fraction, keep_docs, keep_tokens…), "
+                          "not a threshold")
+    if temperature <= 0:
+        raise CurateError("select_budget: temperature must be > 0")
+    for name in ("top_fraction", "keep_tokens_fraction"):
+        if budgets[name] is not None and not 0 <= budgets[name] <= 1:
+            raise CurateError(f"select_budget: {name} must be in [0, 1], got {budgets[name]}")
+    for name in ("keep_docs", "keep_tokens"):
+        if budgets[name] is not None and budgets[name] < 0:
+            raise CurateError(f"select_budget: {name} must be >= 0")
+    return mode
+
+
+def select_by_budget(df, *, score: str | list, weights: list | None = None, combine: str = "weighted",
+                     threshold: float | None = None, top_fraction: float | None = None,
+                     keep_docs: int | None = None, keep_tokens: int | None = None,
+                     keep_tokens_fraction: float | None = None, tokenizer: str | None = None,
+                     resample: str | None = None, temperature: float = 1.0, seed: int = 0,
+                     sort_buckets: int | None = None, resolve: Callable[[str], Any] = str):
+    """``(kept, rejected, stats)``: the top documents of ``df`` by ``score`` under one budget
+    (the parameters of the ``select_budget`` stage; ``resolve`` locates ``tokenizer``).
+    Rejected rows carry ``reject_reason = "budget"``."""
+    from pyspark.sql import functions as F
+
+    scores = [score] if isinstance(score, str) else list(score or [])
+    budgets = {"threshold": threshold, "top_fraction": top_fraction, "keep_docs": keep_docs,
+               "keep_tokens": keep_tokens, "keep_tokens_fraction": keep_tokens_fraction}
+    mode = _check(scores, weights, combine, budgets, resample, temperature)
+    tokenizer_path = str(resolve(tokenizer)) if tokenizer else None
+
+    n_rows = df.count() if combine == "rank" and len(scores) > 1 and not sort_buckets else None
+    n_buckets = sort_buckets or _auto_buckets(n_rows)
+    key = selection_key(df, scores, weights=weights, combine=combine, resample=resample,
+                        temperature=temperature, seed=seed, n_buckets=n_buckets)
+    keyed = df.withColumn(KEY, key)
+    keep, totals, summary, budget, n_buckets = _select(keyed, mode, budgets, tokenizer_path, sort_buckets)
+    stats = {"mode": mode, "budget": budget if budget is not None else threshold, "rows_in": totals["rows"],
+             "rows_out": int(summary["rows_out"] or 0), "tokens_in": int(totals["tokens"] or 0),
+             "tokens_kept": int(summary["tokens_kept"] or 0),
+             "unscored_rows": totals["rows"] - int(totals["scored_rows"] or 0),
+             "effective_threshold": threshold if mode == "threshold" else summary["min_kept_key"],
+             "score": scores, "combine": combine, "resample": resample,
+             "token_estimate": tokenizer or "whitespace words", "sort_buckets": n_buckets}
+    kept = keyed.filter(keep).drop(KEY)
+    rejected = keyed.filter(~keep).drop(KEY).withColumn(REJECT_REASON, F.lit("budget"))
+    return kept, rejected, stats
+
+
+def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_buckets: int | None):
+    """(keep predicate, totals row, kept-summary row, budget, sort buckets) over the narrow
+    (id, key, tokens) projection of ``keyed``, persisted while the cut is found."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from curate.quality.tokens import token_count_column
+
+    narrow = keyed.select(ID, KEY, token_count_column(tokenizer=tokenizer_path).alias(TOKENS)).persist(
+        StorageLevel.MEMORY_AND_DISK)
+    try:
+        scored = F.col(KEY).isNotNull()
+        totals = narrow.agg(F.count("*").alias("rows"), F.sum(TOKENS).alias("tokens"),
+                            F.sum(F.when(scored, 1).otherwise(0)).alias("scored_rows"),
+                            F.sum(F.when(scored, F.col(TOKENS)).otherwise(0)).alias("scored_tokens")).first()
+        n_buckets = sort_buckets or _auto_buckets(totals["rows"])
+        cut, budget = None, None
+        if mode != "threshold":
+            budget = _budget_value(mode, budgets, totals["rows"], totals["tokens"] or 0)
+            by_docs = mode in ("top_fraction", "keep_docs")
+            candidates = narrow.filter(scored)
+            if by_docs:
+                candidates = candidates.withColumn(TOKENS, F.lit(1).cast("long"))
+            cut = prefix_cut(candidates, budget, n_buckets,
+                             total=totals["scored_rows"] if by_docs else totals["scored_tokens"])
+        keep = kept_predicate(cut, budgets["threshold"])
+        summary = narrow.agg(
+            F.sum(F.when(keep, 1).otherwise(0)).alias("rows_out"),
+            F.sum(F.when(keep, F.col(TOKENS)).otherwise(0)).alias("tokens_kept"),
+            F.min(F.when(keep, F.col(KEY))).alias("min_kept_key")).first()
+    finally:
+        narrow.unpersist()
+    return keep, totals, summary, budget, n_buckets
+
+
+def _budget_value(mode: str, budgets: dict, n_rows: int, total_tokens: int) -> float:
+    """The budget in documents or tokens for a budget ``mode``."""
+    if mode == "top_fraction":
+        return math.floor(budgets["top_fraction"] * n_rows + 0.5)
+    if mode == "keep_tokens_fraction":
+        return budgets["keep_tokens_fraction"] * total_tokens
+    return budgets[mode]  # keep_docs, keep_tokens
