@@ -1,4 +1,5 @@
-"""Shared fixtures: one local[2] SparkSession for the whole run, and the shared real-text data."""
+"""Shared fixtures: one local[2] SparkSession for the whole run, stage contexts on it, the
+quickstart run made once per session, and the shared real-text data. Plain helpers: helpers.py."""
 from __future__ import annotations
 
 import os
@@ -6,13 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
-
-requires_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}"
-)
+from helpers import PIPELINES, SHARED_DATA
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -30,6 +25,21 @@ def spark():
 
 
 @pytest.fixture(scope="session")
+def stage_ctx(spark, tmp_path_factory):
+    """Make a ``StageContext`` on the session's Spark: ``stage_ctx(seed=3)``, ``stage_ctx(dir, base_dir=…)``.
+
+    Without ``stage_dir`` each call gets a fresh temporary directory. Session-scoped, so
+    module-scoped fixtures can use it too.
+    """
+    from curate.core import StageContext
+
+    def make(stage_dir: Path | None = None, **fields) -> StageContext:
+        return StageContext(spark, Path(stage_dir) if stage_dir else tmp_path_factory.mktemp("stage"), **fields)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path to ../shared/data; skips the test when it is absent."""
     if not SHARED_DATA.is_dir():
@@ -37,16 +47,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
-    """Read a (possibly gzipped) JSONL file from shared data."""
-    import gzip
-    import json
+@pytest.fixture(scope="session")
+def quickstart(spark, tmp_path_factory):
+    """pipelines/quickstart.yaml run once per session in-process (as ``curate run`` does); its RunResult.
 
-    opener = gzip.open if str(path).endswith(".gz") else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            rows.append(json.loads(line))
-            if limit is not None and len(rows) >= limit:
-                break
-    return rows
+    Shared by test_pipelines.py (accounting), the Airflow DAG test (same bytes) and the report tests.
+    """
+    from curate.engine.runner import run_pipeline
+
+    out = tmp_path_factory.mktemp("quickstart") / "out"
+    return run_pipeline(PIPELINES / "quickstart.yaml", output=str(out), spark=spark, log=lambda _msg: None)

@@ -1,46 +1,20 @@
 """Every example under pipelines/ is valid, and those that run offline on small data do run.
 
-The quickstart run is made once per test session (``quickstart_reference``) and shared with
+The quickstart run is the session fixture ``quickstart`` (conftest.py), shared with
 tests/airflow_dags/test_airflow.py (its DAG output must equal it) and tests/report/test_report.py (its report).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import PIPELINES, manifests, shard_hashes
 
 from curate.config import load_pipeline, parse_pipeline
 from curate.core import CurateError
 
-REPO = Path(__file__).resolve().parents[1]
-PIPELINES = REPO / "pipelines"
 ALL_YAML = sorted(PIPELINES.glob("*.yaml"))
-
-_CACHE: dict[str, object] = {}
-
-
-def quickstart_reference(tmp_path_factory, spark):
-    """Run pipelines/quickstart.yaml once per session (in-process, as ``curate run`` does)."""
-    if "quickstart" not in _CACHE:
-        from curate.engine.runner import run_pipeline
-
-        out = tmp_path_factory.mktemp("quickstart") / "out"
-        _CACHE["quickstart"] = run_pipeline(PIPELINES / "quickstart.yaml", output=str(out), spark=spark,
-                                            log=lambda _msg: None)
-    return _CACHE["quickstart"]
-
-
-def manifests(output: Path) -> dict[str, dict]:
-    return {d.name: json.loads((d / "_manifest.json").read_text()) for d in sorted(output.iterdir())
-            if (d / "_manifest.json").is_file() and not d.name.startswith("_")}
-
-
-def shard_hashes(manifest: dict) -> dict[str, list[tuple[str, int, str]]]:
-    return {name: [(s["file"], s["rows"], s["sha256"]) for s in entry.get("shards", [])]
-            for name, entry in manifest["outputs"].items() if name != "quarantine"}
-
 
 def kind(path: Path) -> str:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -51,11 +25,6 @@ def kind(path: Path) -> str:
     if isinstance(raw, dict) and "model" in raw and "optim" in raw:
         return "train"
     return "unknown"
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory, spark):
-    return quickstart_reference(tmp_path_factory, spark)
 
 
 @pytest.mark.parametrize("path", ALL_YAML, ids=[p.name for p in ALL_YAML])

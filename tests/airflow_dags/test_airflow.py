@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from helpers import PIPELINES, REPO, manifests, shard_hashes
 
 from curate.config import load_pipeline
-from test_pipelines import PIPELINES, manifests, quickstart_reference, shard_hashes
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("airflow") is None,
                                 reason="Airflow is not installed: pip install 'curate[airflow]'")
 
-REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "airflow" / "dags"
 DAG_FILE = DAGS / "curate_dags.py"
+WARM = Path(__file__).with_name("warm_curate.py")
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,24 @@ def airflow_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def warm_curate(tmp_path_factory):
+    """A ``CURATE_AIRFLOW_COMMAND`` that runs ``curate`` in one warm process (one JVM for all tasks).
+
+    See warm_curate.py: the tasks' command lines are unchanged, only the prefix is.
+    """
+    sock = tmp_path_factory.mktemp("warm") / "curate.sock"
+    server = subprocess.Popen([sys.executable, str(WARM), "serve", str(sock)])
+    client = [sys.executable, str(WARM), str(sock)]
+    yield shlex.join(client)
+    subprocess.run([*client, "--stop"], capture_output=True, timeout=300)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 @pytest.fixture(scope="session")
@@ -152,13 +171,17 @@ def test_manual_run_without_interval_or_input_fails_closed(factory, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-def test_dag_test_runs_quickstart_like_curate_run(dagbag, tmp_path_factory, spark, tmp_path):
-    """Each task runs `curate run quickstart.yaml --only STEP`; the bytes equal an in-process run."""
-    reference = quickstart_reference(tmp_path_factory, spark)
+def test_dag_test_runs_quickstart_like_curate_run(warm_curate, dagbag, quickstart, tmp_path, monkeypatch):
+    """Each task runs `curate run quickstart.yaml --only STEP`; the bytes equal an in-process run.
+
+    The tasks' commands go to one warm curate process (``CURATE_AIRFLOW_COMMAND``, as a cluster
+    would point it at spark-submit), so six steps cost one JVM start instead of six.
+    """
+    monkeypatch.setenv("CURATE_AIRFLOW_COMMAND", warm_curate)
     out = tmp_path / "dag_out"
     run = dagbag.get_dag("quickstart").test(run_conf={"output": str(out)})
     assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
-    ours, theirs = manifests(out), manifests(reference.output_dir)
+    ours, theirs = manifests(out), manifests(quickstart.output_dir)
     assert list(ours) == list(theirs)
     for step in theirs:
         assert shard_hashes(ours[step]) == shard_hashes(theirs[step]), step

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import importlib.util
 import random
-from pathlib import Path
+
+from helpers import REPO
 
 from curate.dedup.components import connected_components
 
-
 _spec = importlib.util.spec_from_file_location(
-    "dedup_corpus", Path(__file__).resolve().parents[1] / "bench" / "dedup_corpus.py")
+    "dedup_corpus", REPO / "bench" / "dedup_corpus.py")
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
+from helpers import read_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import read_jsonl
-from curate.dedup import minhash as mh
 from curate.core import CurateError
+from curate.dedup import minhash as mh
 
 
 @pytest.fixture(scope="module")

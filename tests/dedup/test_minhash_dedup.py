@@ -5,16 +5,15 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 from pyspark.sql import functions as F
 
+from curate.core import CurateError, get_stage
 from curate.dedup import minhash as mh
-from curate.core import CurateError, StageContext, get_stage
 from curate.dedup.minhash_dedup import dedup_against, minhash_dedup
 
-REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("dedup_corpus", REPO / "bench" / "dedup_corpus.py")
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
@@ -33,10 +32,10 @@ def docs(shared_data):
 
 
 @pytest.fixture(scope="module")
-def result(spark, docs, tmp_path_factory):
+def result(spark, stage_ctx, docs):
     """One minhash_dedup run at the default settings, shared by the tests below."""
     df = spark.createDataFrame(docs, SCHEMA).repartition(3)
-    out = minhash_dedup(df, StageContext(spark, tmp_path_factory.mktemp("mh")))
+    out = minhash_dedup(df, stage_ctx())
     rejected = {r["id"]: (r["duplicate_of"], r["dedup_cluster"], r["reject_reason"])
                 for r in out.rejected.collect()}
     kept = {r["id"] for r in out.kept.select("id").collect()}
@@ -90,54 +89,54 @@ def test_components_match_the_oracle(docs, result, truth):
 
 
 def test_reordered_repartitioned_input_with_an_exact_copy_appended_keeps_the_same_ids(
-        spark, docs, result, tmp_path):
+        spark, stage_ctx, docs, result):
     """Row order, partition count and an appended exact copy of the corpus change nothing kept."""
     _, kept, rejected = result
     copies = [{**d, "id": "zz-" + d["id"]} for d in docs]
     df = spark.createDataFrame(list(reversed(docs + copies)), SCHEMA).repartition(7, "text")
-    out = minhash_dedup(df, StageContext(spark, tmp_path))
+    out = minhash_dedup(df, stage_ctx())
     assert {r["id"] for r in out.kept.select("id").collect()} == kept
     assert {r["id"] for r in out.rejected.select("id").collect()} == set(rejected) | {c["id"] for c in copies}
 
 
-def test_dedup_twice_changes_nothing(spark, result, tmp_path):
+def test_dedup_twice_changes_nothing(stage_ctx, result):
     out, _, _ = result
-    assert minhash_dedup(out.kept, StageContext(spark, tmp_path)).rejected.isEmpty()
+    assert minhash_dedup(out.kept, stage_ctx()).rejected.isEmpty()
 
 
-def test_quality_column_picks_the_survivor_ties_by_id(spark, tmp_path):
+def test_quality_column_picks_the_survivor_ties_by_id(spark, stage_ctx):
     base = "the quick brown fox jumps over the lazy dog near the river bank " * 3
     rows = [("a", base, 1.0), ("b", base + "x", 5.0), ("c", base + "y", 5.0), ("d", "unrelated text here", 0.0)]
     df = spark.createDataFrame(rows, SCHEMA)
-    out = minhash_dedup(df, StageContext(spark, tmp_path), quality="q")
+    out = minhash_dedup(df, stage_ctx(), quality="q")
     assert sorted(r["id"] for r in out.kept.collect()) == ["b", "d"]
     assert {(r["id"], r["duplicate_of"], r["dedup_cluster"]) for r in out.rejected.collect()} == \
         {("a", "b", "a"), ("c", "b", "a")}
 
 
 @pytest.mark.slow
-def test_giant_cluster_of_ten_thousand_near_identical_documents(spark, tmp_path):
+def test_giant_cluster_of_ten_thousand_near_identical_documents(spark, stage_ctx):
     """Every band bucket holds all 10,000 documents: stars, not 50 million pairs."""
     base = " ".join(f"w{i}" for i in range(40))
     rows = [(f"d{i:05d}", f"{base} tail{i}", 0.0) for i in range(10_000)]
     df = spark.createDataFrame(rows, SCHEMA).repartition(4)
-    out = minhash_dedup(df, StageContext(spark, tmp_path))
+    out = minhash_dedup(df, stage_ctx())
     assert [r["id"] for r in out.kept.collect()] == ["d00000"]
     summary = out.rejected.agg(F.count("*").alias("n"), F.countDistinct("duplicate_of").alias("survivors"),
                                F.min("duplicate_of").alias("survivor")).first()
     assert tuple(summary) == (9_999, 1, "d00000")
 
 
-def test_dedup_against_an_index_and_a_corpus(spark, docs, truth, tmp_path):
+def test_dedup_against_an_index_and_a_corpus(spark, stage_ctx, docs, truth, tmp_path):
     half = len(docs) // 2
     old, new = docs[:half], docs[half:]
     stage_dir = tmp_path / "first"
-    minhash_dedup(spark.createDataFrame(old, SCHEMA), StageContext(spark, stage_dir), save_index=True)
+    minhash_dedup(spark.createDataFrame(old, SCHEMA), stage_ctx(stage_dir), save_index=True)
     index = stage_dir / "artifacts" / "minhash_index"
     spark.createDataFrame(old, SCHEMA).write.parquet(str(tmp_path / "old_corpus"))
     new_df = spark.createDataFrame(new, SCHEMA)
-    via_index = dedup_against(new_df, StageContext(spark, tmp_path / "x"), reference=str(index))
-    via_corpus = dedup_against(new_df, StageContext(spark, tmp_path / "y"), reference=str(tmp_path / "old_corpus"))
+    via_index = dedup_against(new_df, stage_ctx(tmp_path / "x"), reference=str(index))
+    via_corpus = dedup_against(new_df, stage_ctx(tmp_path / "y"), reference=str(tmp_path / "old_corpus"))
     removed = {r["id"]: r["duplicate_of"] for r in via_corpus.rejected.collect()}
     old_ids = {d["id"] for d in old}
     expected = {a if a not in old_ids else b for a, b, _ in truth[0] if (a in old_ids) != (b in old_ids)}
@@ -149,13 +148,13 @@ def test_dedup_against_an_index_and_a_corpus(spark, docs, truth, tmp_path):
     stats = via_index.stats(via_index.kept, via_index.rejected)
     assert stats["removed_docs"] == len(index_removed) <= stats["verified_pairs"] <= stats["candidate_pairs"]
     with pytest.raises(CurateError, match="num_perm"):
-        dedup_against(new_df, StageContext(spark, tmp_path / "z"), reference=str(index), num_perm=64)
+        dedup_against(new_df, stage_ctx(tmp_path / "z"), reference=str(index), num_perm=64)
 
 
 def test_runner_chains_exact_and_fuzzy_dedup(spark, docs, result, tmp_path):
     """Through curate.engine.runner: exact copies go in exact_dedup, near-copies in minhash_dedup."""
-    from curate.io.shards import read_stage
     from curate.engine.runner import run_pipeline
+    from curate.io.shards import read_stage
 
     _, kept, rejected = result
     copies = [{**d, "id": "zz-" + d["id"]} for d in docs[:25]]
@@ -176,9 +175,9 @@ def test_runner_chains_exact_and_fuzzy_dedup(spark, docs, result, tmp_path):
     assert stats.get("stats", stats)["removed_docs"] == len(rejected)
 
 
-def test_bad_parameters_fail_before_any_work(spark, tmp_path):
+def test_bad_parameters_fail_before_any_work(spark, stage_ctx):
     df = spark.createDataFrame([("a", "x", 0.0)], SCHEMA)
-    ctx = StageContext(spark, tmp_path)
+    ctx = stage_ctx()
     with pytest.raises(CurateError, match="both bands and rows"):
         minhash_dedup(df, ctx, bands=4)
     with pytest.raises(CurateError, match="quality column"):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import tree_digest
 
 from curate.engine.runner import run_pipeline
-from test_runner import tree_digest
 
 STAGES = ["exact_dedup", {"sample": {"fraction": 0.7}}, {"head": {"n": 400}}]
 

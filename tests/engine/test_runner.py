@@ -1,7 +1,6 @@
 """The stage runner: skip complete stages, refuse changed ones, --from/--only/--force, resume after SIGKILL."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -11,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import tree_digest
 
 from curate.core import CurateError
-from curate.io.shards import load_manifest, read_stage
 from curate.engine.runner import run_pipeline
+from curate.io.shards import load_manifest, read_stage
 
 QUIET = {"log": lambda m: None}
 
@@ -30,13 +30,6 @@ def write_corpus(path: Path, n: int, dup_every: int = 7) -> Path:
 def pipeline(tmp_path: Path, fraction: float = 0.5, **over) -> dict:
     return {"name": "t", "input": str(tmp_path / "in.jsonl"), "output": str(tmp_path / "out"), "seed": 3,
             "stages": ["exact_dedup", {"sample": {"fraction": fraction}}], **over}
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every data file (not manifests, whose timings differ) under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "_manifest.json"
-            and "_builtin" not in p.parts}
 
 
 @pytest.fixture()

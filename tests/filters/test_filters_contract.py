@@ -6,11 +6,11 @@ import math
 import time
 
 import pytest
+from helpers import PROSE, UDHR, configured_filters
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import filters
-from test_filters_helpers import PROSE, UDHR, configured_filters
 
 NAMES = list(filters.registry())
 PATHOLOGICAL = [

@@ -50,9 +50,9 @@ def assert_valid_order(rows: list[tuple[str, int, int]], ids: set[str]) -> None:
     assert groups == sorted(groups)  # groups are contiguous runs of the order
 
 
-def test_order_is_a_permutation_with_contiguous_groups_and_a_graph_artifact(spark, tmp_path):
+def test_order_is_a_permutation_with_contiguous_groups_and_a_graph_artifact(spark, stage_ctx, tmp_path):
     df = vector_docs(spark, 600)
-    out, ctx = run(spark, tmp_path, df, k=5, label_column="topic")
+    out, ctx = run(stage_ctx, tmp_path, df, k=5, label_column="topic")
     rows = placed(out)
     assert_valid_order(rows, {f"d{i:07d}" for i in range(600)})
     assert out.order_by == "order"
@@ -67,9 +67,9 @@ def test_order_is_a_permutation_with_contiguous_groups_and_a_graph_artifact(spar
     assert len(first["neighbors"]) == 5 and list(first["similarities"]) == sorted(first["similarities"], reverse=True)
 
 
-def test_same_order_whatever_the_partitioning_and_runs(spark, tmp_path):
-    a, _ = run(spark, tmp_path, vector_docs(spark, 600, partitions=1), "a", k=4, clusters=3)
-    b, _ = run(spark, tmp_path, vector_docs(spark, 600, partitions=5).repartition(7, "id"), "b", k=4, clusters=3)
+def test_same_order_whatever_the_partitioning_and_runs(spark, stage_ctx, tmp_path):
+    a, _ = run(stage_ctx, tmp_path, vector_docs(spark, 600, partitions=1), "a", k=4, clusters=3)
+    b, _ = run(stage_ctx, tmp_path, vector_docs(spark, 600, partitions=5).repartition(7, "id"), "b", k=4, clusters=3)
     assert a.stats["clusters"] == 3 and a.stats["largest_cluster"] < 600
     rows = placed(a)
     assert_valid_order(rows, {f"d{i:07d}" for i in range(600)})
@@ -77,34 +77,34 @@ def test_same_order_whatever_the_partitioning_and_runs(spark, tmp_path):
     assert a.stats == b.stats
 
 
-def test_groups_are_cut_by_documents_and_tokens(spark, tmp_path):
+def test_groups_are_cut_by_documents_and_tokens(spark, stage_ctx, tmp_path):
     df = vector_docs(spark, 300)
-    by_docs, _ = run(spark, tmp_path, df, "docs", k=5, max_group_docs=4)
+    by_docs, _ = run(stage_ctx, tmp_path, df, "docs", k=5, max_group_docs=4)
     sizes = [r[1] for r in by_docs.kept.groupBy("group").count().collect()]
     assert max(sizes) == 4 and sum(sizes) == 300
-    by_tokens, _ = run(spark, tmp_path, df, "tokens", k=5, max_group_tokens=6)  # "text 123" ≈ 2 tokens
+    by_tokens, _ = run(stage_ctx, tmp_path, df, "tokens", k=5, max_group_tokens=6)  # "text 123" ≈ 2 tokens
     assert max(r[1] for r in by_tokens.kept.groupBy("group").count().collect()) == 3
 
 
-def test_near_duplicates_are_never_adjacent(spark, tmp_path):
+def test_near_duplicates_are_never_adjacent(spark, stage_ctx, tmp_path):
     from pyspark.sql import functions as F
 
     base = vector_docs(spark, 400)
     copies = base.where(F.col("id") < "d0000150").select(
         F.concat(F.col("id"), F.lit("-copy")).alias("id"), "text", "embedding", "topic")
     df = base.unionByName(copies)
-    guarded, _ = run(spark, tmp_path, df, "guarded", k=6, duplicate_threshold=0.999)
-    unguarded, _ = run(spark, tmp_path, df, "open", k=6, duplicate_threshold=None)
+    guarded, _ = run(stage_ctx, tmp_path, df, "guarded", k=6, duplicate_threshold=0.999)
+    unguarded, _ = run(stage_ctx, tmp_path, df, "open", k=6, duplicate_threshold=None)
     assert unguarded.stats["near_duplicate_adjacent"] > 100
     assert guarded.stats["near_duplicate_adjacent"] == 0
     assert_valid_order(placed(guarded), {r[0] for r in df.select("id").collect()})
 
 
 @pytest.mark.slow
-def test_partitioned_path_on_200k_vectors_is_a_permutation_with_bounded_clusters(spark, tmp_path):
+def test_partitioned_path_on_200k_vectors_is_a_permutation_with_bounded_clusters(spark, stage_ctx, tmp_path):
     n, dim = 200_000, 64
     df = vector_docs(spark, n, dim, topics=400, partitions=4)
-    out, _ = run(spark, tmp_path, df, k=5, cluster_size=25_000, stats_sample=5_000)
+    out, _ = run(stage_ctx, tmp_path, df, k=5, cluster_size=25_000, stats_sample=5_000)
     rows = out.kept.select("order").agg({"order": "max"}).first()[0], out.kept.count()
     assert rows == (n - 1, n)
     assert out.kept.select("order").distinct().count() == n
@@ -112,20 +112,20 @@ def test_partitioned_path_on_200k_vectors_is_a_permutation_with_bounded_clusters
     assert out.stats["mean_adjacent_similarity"] > out.stats["random_mean_adjacent_similarity"] + 0.5
 
 
-def test_bad_input_is_a_clear_error(spark, tmp_path):
+def test_bad_input_is_a_clear_error(spark, stage_ctx, tmp_path):
     from pyspark.sql import functions as F
 
     df = vector_docs(spark, 20)
     ragged = df.withColumn("embedding", F.when(F.col("id") == "d0000003", F.array(F.lit(1.0)))
                            .otherwise(F.col("embedding")))
     with pytest.raises(CurateError, match="same dimension"):
-        run(spark, tmp_path, ragged)
+        run(stage_ctx, tmp_path, ragged)
     with pytest.raises(CurateError, match="no 'embedding'"):
-        run(spark, tmp_path, df.withColumn("embedding", F.lit(None).cast("array<float>")))
+        run(stage_ctx, tmp_path, df.withColumn("embedding", F.lit(None).cast("array<float>")))
     with pytest.raises(CurateError, match="column 'meta.topics' not found"):
-        run(spark, tmp_path, df, label_column="meta.topics")
+        run(stage_ctx, tmp_path, df, label_column="meta.topics")
     with pytest.raises(CurateError, match="k must be"):
-        run(spark, tmp_path, df, k=0)
+        run(stage_ctx, tmp_path, df, k=0)
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +143,11 @@ def reuters(shared_data):
     return rows
 
 
-def test_real_news_is_ordered_by_topic(spark, tmp_path, reuters):
+def test_real_news_is_ordered_by_topic(spark, stage_ctx, tmp_path, reuters):
     """Embeddings computed by the stage itself (curate.targeted.embedding). Measured on this subset (600 docs,
     all-MiniLM-L6-v2): adjacent cosine 0.58 vs 0.23 random, same topic 0.73 vs 0.21 random."""
     df = spark.createDataFrame(reuters, "id string, text string, meta struct<topics: array<string>>")
-    out, ctx = run(spark, tmp_path, df, k=10, label_column="meta.topics")
+    out, ctx = run(stage_ctx, tmp_path, df, k=10, label_column="meta.topics")
     s = out.stats
     assert_valid_order(placed(out), {r[0] for r in reuters})
     assert "embedding" not in out.kept.columns and ctx.artifact("embeddings").exists()

@@ -1,8 +1,5 @@
-"""Loss-matrix builder: real tiny GPT-2 models in HF format, a byte-level BPE tokenizer trained here.
-
-The builders below (``train_tokenizer``, ``save_tiny_lm``) are reused by the end-to-end stage
-test in ``test_pplcorr_stage.py``.
-"""
+"""Loss-matrix builder: real tiny GPT-2 models in HF format, a byte-level BPE tokenizer trained here
+(the builders ``train_tokenizer`` and ``save_tiny_lm`` are in helpers.py)."""
 from __future__ import annotations
 
 import math
@@ -12,58 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.pplcorr import lossmatrix as lm
 from curate.core import CurateError
 from curate.integrity import write_sidecar
+from curate.pplcorr import lossmatrix as lm
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-
-CONTEXT = 64
-SPECIAL = "<|endoftext|>"
-
-
-def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = 400):
-    """A byte-level BPE tokenizer trained offline on ``texts``, saved in HF format."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SPECIAL],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL, eos_token=SPECIAL,
-                                   model_max_length=CONTEXT)
-    fast.save_pretrained(out_dir)
-    return fast
-
-
-def save_tiny_lm(tokenizer, texts: list[str], out_dir: Path, *, steps: int, seed: int = 0):
-    """A 1-layer GPT-2 (n_embd 32) trained ``steps`` Adam steps on windows of ``texts``; saved as safetensors."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=CONTEXT, n_embd=32, n_layer=1, n_head=2,
-                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    model = GPT2LMHeadModel(config)
-    stream = torch.tensor([i for t in texts for i in lm.encode(tokenizer, t)])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        starts = torch.randint(0, len(stream) - CONTEXT, (16,), generator=gen)
-        batch = torch.stack([stream[s:s + CONTEXT] for s in starts.tolist()])
-        loss = model(input_ids=batch, labels=batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    for weights in Path(out_dir).glob("*.safetensors"):
-        write_sidecar(weights)
-    return out_dir
-
+from helpers import LM_CONTEXT as CONTEXT  # noqa: E402
+from helpers import save_tiny_lm, train_tokenizer  # noqa: E402
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 3,

@@ -12,15 +12,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import read_jsonl
 
-from conftest import read_jsonl
-from curate.pplcorr import lossmatrix as lm
+from curate.core import CurateError, get_stage
 from curate.pplcorr import estimators as pplcorr
-from curate.core import CurateError, StageContext, get_stage
+from curate.pplcorr import lossmatrix as lm
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("fasttext")
-from test_lossmatrix import save_tiny_lm, train_tokenizer  # noqa: E402
+from helpers import save_tiny_lm, train_tokenizer  # noqa: E402
 
 CORPORA = {"wiki": "wikitext2.jsonl", "code": "python_docs.jsonl", "reviews": "nltk_movie_reviews.jsonl",
            "news": "reuters21578.jsonl.gz", "speech": "nltk_state_union.jsonl"}
@@ -62,10 +62,10 @@ def world(shared_data, tmp_path_factory):
     torch.set_num_threads(previous)
 
 
-def run_stage(name, spark, world, stage_dir, **params):
+def run_stage(name, stage_ctx, world, stage_dir, **params):
     spec = get_stage(name)
-    df = spark.createDataFrame(world["docs"]).repartition(3, "id")
-    ctx = StageContext(spark, stage_dir, base_dir=world["root"], seed=7)
+    ctx = stage_ctx(stage_dir, base_dir=world["root"], seed=7)
+    df = ctx.spark.createDataFrame(world["docs"]).repartition(3, "id")
     out = spec.fn(df, ctx, **spec.validate(params))
     return out, ctx
 
@@ -76,9 +76,9 @@ def test_errors_are_real_benchmark_measurements(world):
     assert len(np.unique(errors)) >= 3  # the models differ
 
 
-def test_perplexity_correlation_end_to_end(spark, world, tmp_path):
+def test_perplexity_correlation_end_to_end(stage_ctx, world, tmp_path):
     models = [f"{n}={p}" for n, p in world["dirs"].items()]
-    out, ctx = run_stage("perplexity_correlation", spark, world, tmp_path / "s1", errors="errors.csv",
+    out, ctx = run_stage("perplexity_correlation", stage_ctx, world, tmp_path / "s1", errors="errors.csv",
                          models=models, sample_docs=80, keep_fraction=0.3, batch_size=16,
                          classifier=SMALL_FASTTEXT)
     art = tmp_path / "s1" / "artifacts"
@@ -114,14 +114,14 @@ def test_perplexity_correlation_end_to_end(spark, world, tmp_path):
 
 
 
-def test_preselect_by_domain_resuming_a_matrix(spark, world, tmp_path):
+def test_preselect_by_domain_resuming_a_matrix(stage_ctx, world, tmp_path):
     matrix_path = tmp_path / "work" / "matrix.parquet"
     models = [f"{n}={p}" for n, p in world["dirs"].items()]
     # A matrix file holding three models (an interrupted build); the stage adds the other three.
     lm.build_matrix(world["docs"].iloc[::2], [lm.parse_model(m) for m in models[:3]], matrix_path,
                     device="cpu", log=lambda _: None)
     first = pd.read_parquet(matrix_path)
-    out, _ = run_stage("preselect", spark, world, tmp_path / "p1", errors="errors.csv", models=models,
+    out, _ = run_stage("preselect", stage_ctx, world, tmp_path / "p1", errors="errors.csv", models=models,
                        matrix=str(matrix_path), domain="source", label_fraction=0.2, keep_fraction=0.4,
                        classifier=SMALL_FASTTEXT, workers=True)  # the three new models: on Spark workers
     matrix = pd.read_parquet(matrix_path)
@@ -158,20 +158,20 @@ def test_sample_does_not_depend_on_partitioning(spark, world):
     assert sample_documents(df, 25, 4, ["id"])["id"].tolist() != one["id"].tolist()  # the seed matters
 
 
-def test_stage_errors_are_clear(spark, world, tmp_path):
+def test_stage_errors_are_clear(stage_ctx, world, tmp_path):
     with pytest.raises(CurateError, match="give `models`"):
-        run_stage("perplexity_correlation", spark, world, tmp_path / "e1", errors="errors.csv")
+        run_stage("perplexity_correlation", stage_ctx, world, tmp_path / "e1", errors="errors.csv")
     with pytest.raises(CurateError, match="valid: spearmanr"):
-        run_stage("perplexity_correlation", spark, world, tmp_path / "e0", errors="errors.csv",
+        run_stage("perplexity_correlation", stage_ctx, world, tmp_path / "e0", errors="errors.csv",
                   models=["mix10=nowhere"], estimator="pearson")
     with pytest.raises(CurateError, match="classifier: unknown option"):
-        run_stage("preselect", spark, world, tmp_path / "e0", errors="errors.csv", classifier={"ngrams": 3})
+        run_stage("preselect", stage_ctx, world, tmp_path / "e0", errors="errors.csv", classifier={"ngrams": 3})
     with pytest.raises(CurateError, match="domain column 'lang'"):
-        run_stage("preselect", spark, world, tmp_path / "e2", errors="errors.csv", domain="lang",
+        run_stage("preselect", stage_ctx, world, tmp_path / "e2", errors="errors.csv", domain="lang",
                   models=["mix10=nowhere"])
     bad_y = world["root"] / "partial.csv"
     bad_y.write_text("model,error\nwiki120,0.5\n")
     with pytest.raises(CurateError, match="no benchmark error"):
-        run_stage("perplexity_correlation", spark, world, tmp_path / "e3", errors=str(bad_y),
+        run_stage("perplexity_correlation", stage_ctx, world, tmp_path / "e3", errors=str(bad_y),
                   models=[f"wiki120={world['dirs']['wiki120']}", f"mix10={world['dirs']['mix10']}"],
                   sample_docs=5)

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from helpers import read_jsonl
 
-from conftest import read_jsonl
+from curate.core import CurateError
 from curate.quality import dsir
 from curate.quality.classifier import roc_auc
-from curate.core import CurateError, StageContext
 from curate.quality.dsir_score import dsir_score
 
 
@@ -25,7 +25,7 @@ def test_hashed_features_and_log_ratio():
     assert ratio[0] == pytest.approx(np.log(10 / 12) - np.log(2 / 12)) and ratio[1] == pytest.approx(-ratio[0])
 
 
-def test_dsir_ranks_target_like_documents_first(spark, shared_data, tmp_path):
+def test_dsir_ranks_target_like_documents_first(spark, stage_ctx, shared_data, tmp_path):
     corpora = shared_data / "corpora"
     python_docs = [d["text"] for d in read_jsonl(corpora / "python_docs.jsonl", 120)]
     # Target: 60 Python doc pages (even positions); the raw pool holds 20 other pages (odd
@@ -39,7 +39,7 @@ def test_dsir_ranks_target_like_documents_first(spark, shared_data, tmp_path):
     raw = [("py", t) for t in python_docs[1:40:2]] + [("news", t) for t in news] + [("review", t) for t in reviews]
     df = spark.createDataFrame([(f"r{i:03d}", text, kind) for i, (kind, text) in enumerate(raw)],
                                "id string, text string, kind string").repartition(3)
-    ctx = StageContext(spark, tmp_path / "stage", base_dir=tmp_path)
+    ctx = stage_ctx(tmp_path / "stage", base_dir=tmp_path)
     out = dsir_score(df, ctx, target=["target.jsonl"], num_buckets=5000)
     rows = out.kept.select("kind", "dsir_score.log_weight", "dsir_score.per_ngram").collect()
     is_py = [r.kind == "py" for r in rows]

@@ -6,12 +6,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from helpers import LINES, SENTENCES, UDHR, configured_filters, read_jsonl
 
 import filters
-from conftest import read_jsonl
-from curate.core import REJECT_REASON, CurateError, StageContext
+from curate.core import REJECT_REASON, CurateError
 from curate.quality.score import META_KEY, format_funnel, score, select
-from test_filters_helpers import LINES, SENTENCES, UDHR, configured_filters
 
 CRAFTED = [
     {"id": "good", "text": LINES, "source": "a"},
@@ -31,8 +30,8 @@ def frame(spark, rows):
 
 
 @pytest.fixture
-def ctx(spark, tmp_path):
-    return StageContext(spark, tmp_path / "stage")
+def ctx(stage_ctx):
+    return stage_ctx()
 
 
 def by_id(df) -> dict[str, dict]:

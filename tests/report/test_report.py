@@ -5,14 +5,13 @@ import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import manifests
 
 from curate.cli import main
 from curate.report import write_report
-from test_pipelines import quickstart_reference
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -57,16 +56,6 @@ def parse(page: str) -> Rows:
     p = Rows()
     p.feed(page)
     return p
-
-
-def manifests(out: Path) -> dict[str, dict]:
-    return {d.name: json.loads((d / "_manifest.json").read_text()) for d in sorted(out.iterdir())
-            if (d / "_manifest.json").is_file() and not d.name.startswith("_")}
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory, spark):
-    return quickstart_reference(tmp_path_factory, spark)
 
 
 @pytest.fixture(scope="module")

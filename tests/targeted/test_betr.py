@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers import read_jsonl
 
-from conftest import read_jsonl
-from curate.targeted.benchmarks import TRAINING_SPLITS, balance, load_benchmarks, parse_specs, render
+from curate.core import CurateError
 from curate.quality.classifier import roc_auc
-from curate.core import CurateError, StageContext
 from curate.targeted.benchmark_similarity import deterministic_sample, rank_scores, split_labels
+from curate.targeted.benchmarks import TRAINING_SPLITS, balance, load_benchmarks, parse_specs, render
 
 BIOLOGY = ["college_biology", "high_school_biology", "anatomy", "medical_genetics", "virology", "nutrition"]
 PHYSICS = ["astronomy", "college_physics", "conceptual_physics", "high_school_physics", "high_school_chemistry",
@@ -66,7 +66,7 @@ def test_sample_is_the_same_whatever_the_partitioning(spark):
     assert sorted(r["id"] for r in other_seed.collect()) != samples[0]
 
 
-def test_betr_ranks_science_above_movie_reviews(spark, tmp_path, shared_data, targets):
+def test_betr_ranks_science_above_movie_reviews(spark, stage_ctx, tmp_path, shared_data, targets):
     from curate.targeted.benchmark_similarity import benchmark_similarity
 
     science = [r for r in read_jsonl(shared_data / "corpora" / "nltk_abc.jsonl")
@@ -75,7 +75,7 @@ def test_betr_ranks_science_above_movie_reviews(spark, tmp_path, shared_data, ta
     rows = [(r["id"], r["text"]) for r in science + reviews]
     is_science = {r["id"]: r in science for r in science + reviews}
     df = spark.createDataFrame(rows, "id string, text string").repartition(3)
-    ctx = StageContext(spark, tmp_path, seed=3)
+    ctx = stage_ctx(tmp_path, seed=3)
     out = benchmark_similarity(df, ctx, targets=targets, examples_per_benchmark=60, sample_size=100,
                                positive_fraction=0.2, keep_tokens_fraction=0.2,
                                classifier={"epoch": 25, "holdout": 0.0})
@@ -101,9 +101,9 @@ def test_betr_ranks_science_above_movie_reviews(spark, tmp_path, shared_data, ta
     assert json.loads((tmp_path / "artifacts" / "summary.json").read_text())["sample_docs"] == 100
 
 
-def test_betr_refuses_test_splits(spark, tmp_path, targets):
+def test_betr_refuses_test_splits(spark, stage_ctx, targets):
     from curate.targeted.benchmark_similarity import benchmark_similarity
 
     df = spark.createDataFrame([("a", "text")], "id string, text string")
     with pytest.raises(CurateError, match="train/dev"):
-        benchmark_similarity(df, StageContext(spark, tmp_path), targets=targets, splits=["test"])
+        benchmark_similarity(df, stage_ctx(), targets=targets, splits=["test"])

@@ -6,10 +6,10 @@ import re
 
 import numpy as np
 import pytest
+from helpers import read_jsonl
 
-from conftest import read_jsonl
+from curate.core import CurateError
 from curate.targeted.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
-from curate.core import CurateError, StageContext
 from curate.targeted.ngrams import build_index, cut_spans, merge_spans, ngram_hashes, scan, word_hashes, words
 
 SUBJECTS = ["high_school_biology", "college_physics", "astronomy"]
@@ -91,25 +91,25 @@ def test_cut_spans_keeps_long_pieces_only():
     assert cut_spans(text, spans, 50) == ""
 
 
-def _run(spark, tmp_path, rows, partitions, **params):
+def _run(stage_ctx, stage_dir, rows, partitions, **params):
     from curate.targeted.decontaminate import decontaminate
 
-    df = spark.createDataFrame(rows, "id string, text string, source string").repartition(partitions)
-    ctx = StageContext(spark, tmp_path)
+    ctx = stage_ctx(stage_dir)
+    df = ctx.spark.createDataFrame(rows, "id string, text string, source string").repartition(partitions)
     out = decontaminate(df, ctx, **params)
     kept = {r["id"]: r for r in out.kept.collect()}
     rejected = {r["id"]: r for r in out.rejected.collect()}
     return out, ctx, kept, rejected
 
 
-def test_stage_removes_exactly_the_planted_documents_whatever_the_method(spark, tmp_path, targets, questions,
+def test_stage_removes_exactly_the_planted_documents_whatever_the_method(stage_ctx, tmp_path, targets, questions,
                                                                          reviews):
     docs = planted(reviews[100:], questions)
     rows = [(k, text, "planted") for k, (text, _) in docs.items()] + [(r["id"], r["text"], "clean")
                                                                        for r in reviews[:60]]
     results = []
     for partitions, method in ((1, "broadcast"), (4, "join")):
-        out, ctx, kept, rejected = _run(spark, tmp_path / method, rows, partitions, benchmarks=targets,
+        out, ctx, kept, rejected = _run(stage_ctx, tmp_path / method, rows, partitions, benchmarks=targets,
                                         method=method)
         assert set(rejected) == set(docs) and len(kept) == 60
         for doc_id, row in rejected.items():
@@ -126,11 +126,11 @@ def test_stage_removes_exactly_the_planted_documents_whatever_the_method(spark, 
     assert results[0] == results[1]
 
 
-def test_stage_cut_mode_keeps_the_review_around_the_question(spark, tmp_path, targets, questions, reviews):
+def test_stage_cut_mode_keeps_the_review_around_the_question(stage_ctx, tmp_path, targets, questions, reviews):
     docs = planted(reviews[100:], questions)
     rows = [(k, text, "planted") for k, (text, _) in list(docs.items())[:6]]
     rows.append(("tiny", questions["mmlu"][0], "planted"))  # nothing left after the cut
-    _, _, kept, rejected = _run(spark, tmp_path, rows, 2, benchmarks=targets, mode="cut", min_piece_chars=100)
+    _, _, kept, rejected = _run(stage_ctx, tmp_path, rows, 2, benchmarks=targets, mode="cut", min_piece_chars=100)
     assert set(rejected) == {"tiny"}
     for doc_id, row in kept.items():
         original = docs[doc_id][0]
@@ -140,14 +140,14 @@ def test_stage_cut_mode_keeps_the_review_around_the_question(spark, tmp_path, ta
         assert row["text"][:100] == original[:100].strip()[:100]
 
 
-def test_stage_errors_are_actionable(spark, tmp_path, shared_data):
+def test_stage_errors_are_actionable(spark, stage_ctx, shared_data):
     from curate.targeted.decontaminate import decontaminate
 
     df = spark.createDataFrame([("a", "text")], "id string, text string")
     arc = str(shared_data / "benchmarks" / "arc_easy.jsonl")
     with pytest.raises(CurateError, match="split"):
-        decontaminate(df, StageContext(spark, tmp_path), benchmarks=[arc])
+        decontaminate(df, stage_ctx(), benchmarks=[arc])
     with pytest.raises(CurateError, match="mode"):
-        decontaminate(df, StageContext(spark, tmp_path), benchmarks=[arc], mode="drop")
+        decontaminate(df, stage_ctx(), benchmarks=[arc], mode="drop")
     with pytest.raises(CurateError, match="not found"):
-        decontaminate(df, StageContext(spark, tmp_path), benchmarks=["missing.jsonl"])
+        decontaminate(df, stage_ctx(), benchmarks=["missing.jsonl"])

@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import read_jsonl
 
-from curate.core import CurateError, StageContext
+from curate.core import CurateError
 from curate.targeted.embedding import embed_texts, load_embedder, resolve_model_dir, split_windows
-from conftest import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +83,20 @@ def test_local_directory_needs_safetensors_and_sha256_sidecars(tmp_path):
         resolve_model_dir(str(pickled))
 
 
-def test_embed_stage_matches_driver_whatever_the_partitioning(spark, tmp_path, texts):
+def test_embed_stage_matches_driver_whatever_the_partitioning(spark, stage_ctx, tmp_path, texts):
     """One Spark pass: the column equals the driver's vectors (so partitioning cannot matter)."""
     from curate.targeted.embed import embed
 
     science, reviews = texts
     rows = [(f"d{i:02d}", t) for i, t in enumerate(science[:3] + reviews[:3])]
     df = spark.createDataFrame(rows, "id string, text string").repartition(3)
-    out = embed(df, StageContext(spark, tmp_path / "column"), batch_size=2).kept.cache()
+    out = embed(df, stage_ctx(tmp_path / "column"), batch_size=2).kept.cache()
     assert out.columns == ["id", "text", "embedding"]
     got = {r["id"]: r["embedding"] for r in out.collect()}
     np.testing.assert_allclose(np.array([got[i] for i, _ in rows]), embed_texts([t for _, t in rows]),
                                atol=1e-5)
 
-    ctx = StageContext(spark, tmp_path / "separate")
+    ctx = stage_ctx(tmp_path / "separate")
     kept = embed(df.coalesce(1), ctx, separate=True, column="vec").kept
     assert kept.columns == ["id", "text"]
     stored = spark.read.parquet(str(ctx.artifact("embeddings"))).collect()
