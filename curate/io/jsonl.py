@@ -230,14 +230,18 @@ def split_ranges(size: int, split_size: int) -> list[tuple[int, int]]:
 
 
 def count_newlines(path: str | Path, start: int, end: int) -> int:
-    """Number of ``\n`` bytes in ``[start, end)`` of an uncompressed file."""
+    """Number of ``\n`` bytes in ``[start, end)`` of an uncompressed file (0 when it cannot be
+    read: the parse of its splits then records why)."""
     count = 0
-    with fs.open_file(path, "rb") as fh:
-        fh.seek(start)
-        left = end - start
-        while left > 0 and (chunk := fh.read(min(SPLIT_CHUNK, left))):
-            count += chunk.count(b"\n")
-            left -= len(chunk)
+    try:
+        with fs.open_file(path, "rb") as fh:
+            fh.seek(start)
+            left = end - start
+            while left > 0 and (chunk := fh.read(min(SPLIT_CHUNK, left))):
+                count += chunk.count(b"\n")
+                left -= len(chunk)
+    except OSError:
+        return 0
     return count
 
 
@@ -305,8 +309,9 @@ def parse_split(path: str | Path, rel: str, start: int, end: int, newlines_befor
     """
     try:
         fh = fs.open_file(path, "rb")
-    except OSError as exc:
-        yield Parsed(rel, newlines_before + 1, "file", reason=f"unreadable: {exc.strerror or exc}")
+    except OSError as exc:  # reported once per file, by its first split, as parse_file does
+        if start == 0:
+            yield Parsed(rel, 0, "file", reason=f"unreadable: {exc.strerror or exc}")
         return
     with fh:
         try:
@@ -321,8 +326,9 @@ def parse_split(path: str | Path, rel: str, start: int, end: int, newlines_befor
 
 def read_records(path: str | Path, hint: str = "") -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line of a small side file (benchmarks,
-    labelled examples, mixture outputs; ``.gz``/``.zst`` ok; a local path or a URI). Unlike corpus reading, which
-    quarantines, a bad line here stops with ``path:line`` and the reason (plus ``hint``)."""
+    labelled examples, mixture outputs; ``.gz``/``.zst`` ok; a local path or a URI). Unlike
+    corpus reading, which quarantines, a bad line here stops with ``path:line`` and the reason
+    (plus ``hint``)."""
     from curate.core import CurateError
 
     try:

@@ -350,7 +350,8 @@ def _parquet_output_schema(schema, spec: InputSpec):
         try:
             spark_type = from_arrow_type(f.type)
         except Exception as exc:
-            raise CurateError(f"parquet column '{f.name}' has type {f.type}, which Spark cannot carry ({exc})") from None
+            raise CurateError(f"parquet column '{f.name}' has type {f.type}, which Spark cannot carry"
+                              f" ({exc})") from None
         fields.append(StructField(_carried_name(f.name), spark_type))
     fields += [StructField(n, StringType()) for n in ("repairs", "_file")] + [StructField("_line", LongType())]
     fields += [StructField(n, StringType()) for n in ("_kind", "_reason", "_snippet")]

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from curate.engine.runner import run_pipeline
 from curate.io.read import InputSpec, list_input_files, read_documents
 from curate.io.shards import read_stage
-from curate.engine.runner import run_pipeline
 
 
 def _doc(i: int, **extra) -> bytes:

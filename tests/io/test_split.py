@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 from curate.config import load_pipeline
 from curate.core import CurateError
-from curate.io.jsonl import (ParseOptions, count_newlines, owned_chunks, parse_file, parse_split,
-                             split_ranges)
-from curate.io.read import InputSpec, jsonl_units, number_units, read_documents
+from curate.io.jsonl import ParseOptions, count_newlines, owned_chunks, parse_file, parse_split, split_ranges
+from curate.io.read import InputSpec, jsonl_units, number_units, parquet_units, read_documents
 
 OPTS = ParseOptions()
 
@@ -185,3 +184,43 @@ def test_listing_passed_in_is_what_is_read(spark, tmp_path):
         assert [r.id for r in result.docs.collect()] == ["d1"] and result.files == ["a.jsonl"]
     finally:
         result.release()
+
+
+def _parquet_with_row_groups(path: Path, rows: int, group: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [None if i % 9 == 4 else " " if i % 9 == 5 else f"row {i} te\x00xt " * (i % 5 + 1) for i in range(rows)]
+    ids = [None if i % 4 == 0 else "" if i % 4 == 1 else f"p{i % 50}" for i in range(rows)]
+    pq.write_table(pa.table({"text": texts, "id": ids, "n": list(range(rows))}), path, row_group_size=group)
+
+
+def test_parquet_units_group_row_groups_by_size(tmp_path):
+    import pyarrow.parquet as pq
+
+    _parquet_with_row_groups(tmp_path / "t.parquet", 100, 10)
+    meta = pq.read_metadata(tmp_path / "t.parquet")
+    assert parquet_units([("t.parquet", meta)], 1 << 30) == [("t.parquet", 0, 10, 0)]
+    one_each = parquet_units([("t.parquet", meta)], 1)
+    assert one_each == [("t.parquet", g, g + 1, 10 * g) for g in range(10)]
+
+
+def test_spark_parquet_split_by_row_group_is_identical_to_whole_files(spark, tmp_path):
+    root = tmp_path / "pq"
+    root.mkdir()
+    _parquet_with_row_groups(root / "a.parquet", 300, 20)
+    _parquet_with_row_groups(root / "b.parquet", 40, 7)
+    split = read_documents(spark, InputSpec(str(root), split_size=1024))
+    whole = read_documents(spark, InputSpec(str(root), split_size="1TiB"))
+    try:
+        docs, quarantine = _collected(split)
+        assert (docs, quarantine) == _collected(whole)
+        assert split.docs.columns == ["id", "text", "n", "repairs", "_file", "_line"]
+        assert len(docs) + len(quarantine) == 340
+        by_line = {(d[4], d[5]): d for d in docs}
+        assert by_line[("a.parquet", 2)][:4] == ("a.parquet:2", "row 1 text " * 2, 1, "nul_removed")
+        assert by_line[("a.parquet", 3)][:3] == ("p2", "row 2 text " * 3, 2)
+        assert {q[3] for q in quarantine if not q[3].startswith("duplicate_id")} == {"null_text", "empty_text"}
+    finally:
+        split.release()
+        whole.release()
