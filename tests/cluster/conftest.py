@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import s3server
+from s3server import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_USER = "curate-worker"
@@ -220,12 +221,14 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
     master_url, webui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui_port}"
     c = Cluster(master_url, webui, worker_python, logs)
     spark_class = str(spark_home / "bin" / "spark-class")
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed test run still stops the cluster
     try:
         with open(logs / "master.log", "wb") as out:
             c.procs.append(subprocess.Popen(
                 [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
                  "--webui-port", str(webui_port)],
-                env={**base_env, "HOME": str(logs)}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+                env={**base_env, "HOME": str(logs)}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent))
         for i in range(WORKERS):
             home = worker_root / f"w{i}"
             for sub in ("work", "local", "home"):
@@ -240,13 +243,18 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
                     as_worker(spark_class, "org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
                               "--cores", "1", "--memory", "1g", "--work-dir", str(home / "work"),
                               "--webui-port", str(free_port()), env=env),
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent))
         _wait_for_workers(c)
         yield c
     finally:
         for proc in reversed(c.procs):
             stop_tree(proc)
         shutil.rmtree(worker_root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _wait_for_workers(c: Cluster) -> None:
