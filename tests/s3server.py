@@ -3,14 +3,13 @@
 ``start()`` starts it once, points the standard AWS variables of this process (inherited by
 subprocesses and, through ``spark.executorEnv.*``, by executors) at it and creates ``BUCKET``;
 later calls return the same endpoint. Its own process, so a busy test process (Spark, the GIL)
-never starves it; it dies with the test process (``PR_SET_PDEATHSIG``) and at exit.
+never starves it; it dies with the test process (``setpriv --pdeathsig``) and at exit.
 """
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
-import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,8 +24,9 @@ _lock = threading.Lock()
 _server: dict = {}
 
 
-def die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def die_with_parent(cmd: list[str]) -> list[str]:
+    """``cmd`` wrapped so that it is SIGKILLed when this process dies (``setpriv --pdeathsig``)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *cmd] if shutil.which("setpriv") else cmd
 
 
 def _free_port() -> int:
@@ -42,8 +42,8 @@ def start() -> str:
             port = _free_port()
             endpoint = f"http://127.0.0.1:{port}"
             log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)
-            proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                    stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            proc = subprocess.Popen(die_with_parent([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                                     "-p", str(port)]), stdout=log, stderr=subprocess.STDOUT)
             _server.update(proc=proc, endpoint=endpoint, log=log.name)
             atexit.register(stop)
             _wait_until_up(proc, endpoint, log.name)

@@ -225,10 +225,9 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
     try:
         with open(logs / "master.log", "wb") as out:
             c.procs.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                 "--webui-port", str(webui_port)],
-                env={**base_env, "HOME": str(logs)}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=die_with_parent))
+                die_with_parent([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                 "--port", str(port), "--webui-port", str(webui_port)]),
+                env={**base_env, "HOME": str(logs)}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         for i in range(WORKERS):
             home = worker_root / f"w{i}"
             for sub in ("work", "local", "home"):
@@ -243,7 +242,7 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
                     as_worker(spark_class, "org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
                               "--cores", "1", "--memory", "1g", "--work-dir", str(home / "work"),
                               "--webui-port", str(free_port()), env=env),
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent))
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         _wait_for_workers(c)
         yield c
     finally:
