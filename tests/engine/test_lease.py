@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -189,3 +190,21 @@ def test_secrets_on_the_command_line_never_reach_the_record(tmp_path):
     assert "wJalr" not in stored and "ya29" not in stored
     assert json.loads(stored)["command"] == ("curate run p.yaml --conf spark.executorEnv.AWS_SECRET_ACCESS_KEY=*** "
                                              "--conf spark.hadoop.fs.gs.auth.token=*** --output s3://b/out")
+
+
+def test_curate_run_refuses_an_output_being_written_with_one_line_and_exit_2(tmp_path):
+    """The real CLI in its own process, against a lease held here: refused before Spark starts."""
+    out = str(tmp_path / "out")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with acquire(out, owner_command="pytest holder", heartbeat_every=0) as held:
+        pipeline = os.path.join(repo, "pipelines", "quickstart.yaml")
+        cmd = [sys.executable, "-m", "curate", "run", pipeline, "--output", out, "--master", "local[1]"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=repo)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and re.fullmatch(
+            re.escape(f"error: {out} is being written by {held.record['owner']} pid {os.getpid()} since "
+                      f"{lease_mod._iso(held.record['started'])}, last heartbeat ") + r"\d+" +
+            re.escape(" s ago; if that run is dead, wait until the heartbeat is 120 s old or pass --take-over"),
+            lines[0]), lines
+        held.check()  # the refused run did not disturb the holder
