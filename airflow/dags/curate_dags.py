@@ -19,7 +19,7 @@ Configuration (all optional; see docs/airflow.md):
 - ``CURATE_AIRFLOW_COMMAND``: the command prefix (default: ``<this python> -m curate``), e.g.
   ``spark-submit --master spark://host:7077 <site-packages>/curate/__main__.py`` on a cluster.
 
-Only PyYAML, Airflow and the stdlib-only ``curate.engine.layout`` (the on-disk names) are
+Only PyYAML, Airflow and the stdlib-only ``curate.io.layout`` (the on-disk names) are
 imported here: no pyspark, torch or faiss at parse time.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from curate.engine.layout import FINAL_DIR, READ_DIR  # stdlib-only: keeps the DAG light
+from curate.io.layout import FINAL_DIR, READ_DIR  # stdlib-only: keeps the DAG light
 
 log = logging.getLogger(__name__)
 

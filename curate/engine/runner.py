@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 from curate.config import Pipeline, load_pipeline
 from curate.core import CurateError
 from curate.engine import lease as leases
-from curate.engine.layout import FINAL_DIR
+from curate.io.layout import FINAL_DIR
 from curate.engine.manifest import clean_leftovers, output_fingerprint
 from curate.engine.steps import ExportStep, ReadStep, StageStep
 from curate.io import fs

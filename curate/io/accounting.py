@@ -6,7 +6,7 @@ repairs (BOM, invalid UTF-8, NUL) are counted per kind; file-level problems are 
 from __future__ import annotations
 
 from curate.core import ID, REJECT_REASON, TEXT
-from curate.engine.layout import DATA_DIR, QUARANTINE_DIR
+from curate.io.layout import DATA_DIR, QUARANTINE_DIR
 from curate.io.read import QUARANTINE_COLUMNS
 from curate.io.shards import write_shards
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curate.core import ID, CurateError
-from curate.engine.layout import FINAL_DIR, MANIFEST
+from curate.io.layout import FINAL_DIR, MANIFEST
 from curate.io import fs
 
 FORMATS = ("parquet", "jsonl")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from curate.core import REJECT_REASON, CurateError
-from curate.engine.layout import DATA_DIR, FINAL_DIR, MANIFEST, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
+from curate.io.layout import DATA_DIR, FINAL_DIR, MANIFEST, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
 
 FILTER_META = "curate_filter"
 NUMERIC = {"double", "float", "integer", "long", "short", "byte"}
