@@ -13,6 +13,26 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
+def _import_top_level_filters() -> None:
+    """Import the top-level ``filters`` package before the tests/filters folder can shadow it.
+
+    ``tests`` is on sys.path (for helpers.py), and the editable install serves ``filters`` from
+    a finder that comes after the path finder, so ``import filters`` would find tests/filters
+    as a namespace package. Putting the repo root on sys.path instead would change the
+    quickstart corpus (its ``curate.egg-info`` becomes an installed distribution).
+    """
+    tests = Path(__file__).resolve().parent
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests]
+    try:
+        import filters  # noqa: F401  (cached in sys.modules from now on)
+    finally:
+        sys.path[:] = saved
+
+
+_import_top_level_filters()
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the test run: local[2], few shuffle partitions, UI off."""
