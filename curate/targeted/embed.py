@@ -10,7 +10,7 @@ def embed(df, ctx: StageContext, *, model: str | None = None, column: str = "emb
           separate: bool = False) -> StageOutput:
     """Embed every document with a sentence-transformers model (all-MiniLM-L6-v2 by default).
 
-    Adds ``column`` (array<float>, L2-normalised) in one mapInArrow pass with one model load
+    Adds ``column`` (array<float>, L2-normalised) in one Arrow pass (the Scorer adapter) with one model load
     per worker. ``long_docs``: ``first`` embeds the first window, ``mean`` averages all windows.
     ``separate: true`` writes ``artifacts/embeddings/`` (id, column) instead, for large corpora.
     """
