@@ -77,3 +77,18 @@ def quickstart(spark, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("quickstart") / "out"
     return run_pipeline(PIPELINES / "quickstart.yaml", output=str(out), spark=spark, log=lambda _msg: None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """For ``pytest -n 2 --dist loadgroup``: each module is one xdist group (its module fixtures are
+    built once), and the modules that use the session ``quickstart`` run share one group (it runs once).
+
+    That group is the longest (the quickstart, the Airflow DAG run, the example pipelines), so it
+    goes first: one worker starts on it while the other takes the remaining modules.
+    """
+    quickstart_modules = {item.module.__name__ for item in items if "quickstart" in item.fixturenames}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("quickstart" if module in quickstart_modules else module))
+    items.sort(key=lambda item: item.module.__name__ not in quickstart_modules)  # stable: order kept within
