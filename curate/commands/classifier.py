@@ -35,8 +35,8 @@ def command():
 def train(positives, negatives, output, text_field, lowercase, max_chars, epoch, lr, dim, word_ngrams,
           min_count, bucket, holdout, threads, seed, master):
     """Train a balanced hq-vs-lq classifier; print held-out precision/recall/F1/ROC-AUC."""
-    from curate.quality.classifier import source_texts, train_classifier
     from curate.engine.spark import get_spark
+    from curate.quality.classifier import source_texts, train_classifier
 
     spark = get_spark(master)
     pos = [t for spec in positives for t in source_texts(spark, spec, seed=seed, text_field=text_field)]
