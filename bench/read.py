@@ -70,7 +70,7 @@ def make_file(size: int) -> Path:
     return path
 
 
-def measure(mode: str, master: str, path: Path) -> dict:
+def measure(mode: str, master: str, path: Path, split_size: str = "128MiB") -> dict:
     """Run one configuration in this process (a fresh SparkSession) and time it."""
     from curate.engine.spark import get_spark
     from curate.io.read import InputSpec, read_documents
@@ -80,16 +80,28 @@ def measure(mode: str, master: str, path: Path) -> dict:
     if mode == "spark.read.json":
         docs, quarantined = spark.read.json(str(path)).count(), 0
     else:
-        spec = InputSpec(str(path), split_size="1TiB" if mode == "whole" else "128MiB")
+        spec = InputSpec(str(path), split_size="1TiB" if mode == "whole" else split_size)
         result = read_documents(spark, spec)
         docs, quarantined = result.docs.count(), result.quarantine.count()
         result.release()
     wall = time.perf_counter() - t0
     cpu = sum(tree_cpu_seconds().values()) - cpu0
+    extra = {"newline_pass_s": round(newline_pass(spark, path, spec), 1)} if mode == "split" else {}
     spark.stop()
     size = path.stat().st_size
     return {"mode": mode, "master": master, "docs": docs, "quarantined": quarantined, "wall_s": round(wall, 1),
-            "cpu_s": round(cpu, 1), "mb_per_s": round(size / 1e6 / wall, 1)}
+            "cpu_s": round(cpu, 1), "mb_per_s": round(size / 1e6 / wall, 1), **extra}
+
+
+def newline_pass(spark, path: Path, spec) -> float:
+    """Wall seconds of the reader's first pass alone (newlines per split), run again after the timed read."""
+    from curate.io.read import _newline_counts, file_infos, jsonl_units
+
+    root, rel = str(path.parent), path.name
+    units = jsonl_units([rel], file_infos(root, [rel]), spec.split_size)
+    t0 = time.perf_counter()
+    _newline_counts(spark, root, units)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -97,18 +109,20 @@ def main() -> None:
     ap.add_argument("--size-gib", type=float, default=2.0)
     ap.add_argument("--runs", default=",".join(f"{m}@{s}" for m, s in RUNS),
                     help="comma-separated mode@master (modes: split, whole, spark.read.json)")
+    ap.add_argument("--split-size", default="128MiB", help="input.split_size of the split runs")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "MASTER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     path = make_file(int(args.size_gib * (1 << 30)))
     if args.one:
-        print(json.dumps(measure(*args.one, path)))
+        print(json.dumps(measure(*args.one, path, args.split_size)))
         return
-    print(f"file: {path} ({path.stat().st_size / (1 << 30):.2f} GiB), load average {os.getloadavg()[0]:.1f}",
-          flush=True)
+    print(f"file: {path} ({path.stat().st_size / (1 << 30):.2f} GiB), split size {args.split_size}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for run in args.runs.split(","):
         mode, master = run.split("@")
-        out = subprocess.run([sys.executable, __file__, "--size-gib", str(args.size_gib), "--one", mode, master],
+        out = subprocess.run([sys.executable, __file__, "--size-gib", str(args.size_gib),
+                              "--split-size", args.split_size, "--one", mode, master],
                              capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
