@@ -91,7 +91,7 @@ def local_reference(spark, pipeline: Path, local_input: Path, out: Path) -> dict
     return shard_digests(str(out))
 
 
-def wait_for(condition, run, what: str, timeout: float = 300.0) -> None:
+def wait_for(condition, run, what: str, timeout: float = 900.0) -> None:
     deadline = time.time() + timeout
     while not condition():
         if run.proc.poll() is not None:
