@@ -255,12 +255,15 @@ def matches_any(name_: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(name_, p) for p in patterns)
 
 
-def local_copy(uri: str | Path, cache_dir: str | Path | None = None) -> Path:
+def local_copy(uri: str | Path, cache_dir: str | Path | None = None,
+               companions: tuple[str, ...] = (".sha256", ".json")) -> Path:
     """A local path for ``uri``: the path itself when local, else a cached download.
 
     Models and tokenizers are opened by libraries that need a file on disk (fastText, FAISS,
-    safetensors); remote ones are copied once per content token into ``cache_dir``
-    (default ``$CURATE_CACHE`` or ``~/.cache/curate``) and hash-checked by the caller.
+    tokenizers); a remote one is copied once per content token into ``cache_dir`` (default
+    ``$CURATE_CACHE`` or ``~/.cache/curate``) — on whichever machine asks, driver or executor —
+    together with its ``companions`` that exist (the sha256 sidecar the loader verifies, the
+    metadata file). Hash checks stay with the loader.
     """
     if not is_remote(uri):
         return Path(strip_file_scheme(str(uri)))
@@ -272,11 +275,18 @@ def local_copy(uri: str | Path, cache_dir: str | Path | None = None) -> Path:
     target = root / key / name(uri)
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        fs, path = filesystem(uri)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fs.get_file(path, str(tmp))
-        os.replace(tmp, target)
+        for suffix in companions:
+            if exists(f"{uri}{suffix}"):
+                _download(f"{uri}{suffix}", target.with_name(target.name + suffix))
+        _download(str(uri), target)
     return target
+
+
+def _download(uri: str, target: Path) -> None:
+    fs_, path = filesystem(uri)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fs_.get_file(path, str(tmp))
+    os.replace(tmp, target)
 
 
 def check_reachable(uri: str | Path, *, for_writing: bool = False) -> None:

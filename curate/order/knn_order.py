@@ -68,10 +68,7 @@ def knn_order(df, ctx: StageContext, *, k: int = 10, embedding_column: str = "em
     def per_cluster(pdf):
         return _order_cluster(pdf, **options)
 
-    graph_path = ctx.artifact("knn_graph")
-    (assigned.groupBy(CLUSTER).applyInPandas(per_cluster, GRAPH_SCHEMA)
-     .write.mode("overwrite").parquet(str(graph_path)))
-    graph = ctx.spark.read.parquet(str(graph_path))
+    graph = ctx.artifact_table("knn_graph", assigned.groupBy(CLUSTER).applyInPandas(per_cluster, GRAPH_SCHEMA))
     offsets, sizes = _offsets(ctx.spark, graph, chain)
     placed = graph.join(offsets, "cluster").selectExpr(
         ID, f"doc_offset + position AS {ORDER}", f"group_offset + `group` AS {GROUP}")
@@ -132,11 +129,9 @@ def _embed_to_artifact(df, ctx: StageContext, *, column: str, model: str | None,
     """Embed once with ``curate.targeted.embedding`` and materialise (id, embedding) as an artifact."""
     from curate.targeted.embedding import model_argument, with_embeddings
 
-    path = ctx.artifact("embeddings")
     embedded = with_embeddings(df.select(ID, TEXT), model=model_argument(model, ctx.resolve),
                                column=column, batch_size=batch_size)
-    embedded.select(ID, column).write.mode("overwrite").parquet(str(path))
-    return df.join(ctx.spark.read.parquet(str(path)), ID)
+    return df.join(ctx.artifact_table("embeddings", embedded.select(ID, column)), ID)
 
 
 def _features(df, embedding_column: str, tokens_column: str | None, label_column: str | None, *,

@@ -26,6 +26,7 @@ import numpy as np
 
 from curate.core import CurateError
 from curate.integrity import atomic_file, load_fasttext, write_sidecar, write_text_atomic
+from curate.io import fs
 
 DEFAULT_MAX_CHARS = 100_000
 LABEL_PREFIX = "__label__"
@@ -92,7 +93,7 @@ def load_classifier(path: str | Path) -> Classifier:
     The model is loaded once per Python process and content (a Spark worker loads it once,
     not per batch); a replaced file is verified again.
     """
-    path = Path(path).expanduser().resolve()
+    path = fs.local_copy(path).expanduser().resolve()  # an s3://… model is fetched with its sidecar
     model, digest = load_fasttext(path, what="model")
     labels = tuple(label.removeprefix(LABEL_PREFIX) for label in model.get_labels())
     settings = read_metadata(path).get("normalization", {})
