@@ -298,6 +298,7 @@ class CurateRun:
 def curate_on_cluster(cluster, private_tmp):
     """Start ``curate <args> --master <cluster>`` as a subprocess with the executors' settings."""
     counter = iter(range(1_000_000))
+    started: list[CurateRun] = []
 
     def start(*args: str, master: str | None = None) -> CurateRun:
         log = private_tmp / f"curate-{next(counter)}.stderr"
@@ -306,6 +307,10 @@ def curate_on_cluster(cluster, private_tmp):
         with open(log, "wb") as err:
             proc = subprocess.Popen(cmd, cwd=private_tmp, stdout=subprocess.DEVNULL, stderr=err,
                                     env={**os.environ, "TMPDIR": str(private_tmp)}, start_new_session=True)
-        return CurateRun(proc, log)
+        started.append(CurateRun(proc, log))
+        return started[-1]
 
-    return start
+    yield start
+    for run in started:  # a failed or interrupted test leaves no driver behind
+        if run.proc.poll() is None:
+            stop_tree(run.proc)
