@@ -82,7 +82,8 @@ def parse_pipeline(raw: dict, base: Path, *, input_override: str | None = None,
             raise CurateError(f"pipeline is missing '{key}'")
     input_spec = _dataclass_from(InputSpec, _as_mapping(raw.get("input"), "path"), "input")
     if input_override:
-        input_spec = InputSpec(**{**input_spec.__dict__, "path": input_override}) if raw.get("input") else InputSpec(input_override)
+        base_spec = input_spec.__dict__ if raw.get("input") else {}
+        input_spec = InputSpec(**{**base_spec, "path": input_override})
     elif not input_spec.path.startswith(BUILTIN_PREFIX):
         input_spec = InputSpec(**{**input_spec.__dict__, "path": fs.resolve(input_spec.path, base)})
     output_spec = _dataclass_from(OutputSpec, _as_mapping(raw.get("output"), "path"), "output")

@@ -33,8 +33,8 @@ from typing import Any, Callable
 
 from curate.core import CurateError
 from curate.io import fs
+from curate.io.layout import LEASE_DIR
 
-LEASE_DIR = "_lease"
 DEFAULT_STALE_AFTER = 120.0
 _RECORD = re.compile(r"^(\d{8})\.json$")
 _MAX_ATTEMPTS = 8

@@ -19,10 +19,10 @@ from typing import Any, Callable, Mapping
 from curate.config import Pipeline, load_pipeline
 from curate.core import CurateError
 from curate.engine import lease as leases
-from curate.io.layout import FINAL_DIR
 from curate.engine.manifest import clean_leftovers, output_fingerprint
 from curate.engine.steps import ExportStep, ReadStep, StageStep
 from curate.io import fs
+from curate.io.layout import FINAL_DIR
 from curate.io.read import list_input_files, materialize_builtin
 from curate.io.shards import load_manifest
 
@@ -44,10 +44,13 @@ class RunResult:
     output_dir: Any  # a Path for local outputs, a URI string for object stores
     steps: list[StepResult] = field(default_factory=list)
 
+    def under(self, name: str):
+        """A location inside the output: a Path for local outputs, a URI string otherwise."""
+        return self.output_dir / name if hasattr(self.output_dir, "joinpath") else fs.join(self.output_dir, name)
+
     @property
     def stage_dirs(self) -> dict[str, Any]:
-        return {s.dirname: self.output_dir / s.dirname if hasattr(self.output_dir, "joinpath")
-                else fs.join(self.output_dir, s.dirname) for s in self.steps}
+        return {s.dirname: self.under(s.dirname) for s in self.steps}
 
     @property
     def stats(self) -> dict[str, dict]:
@@ -55,7 +58,7 @@ class RunResult:
 
     @property
     def final_dir(self):
-        return self.output_dir / FINAL_DIR if hasattr(self.output_dir, "joinpath") else fs.join(self.output_dir, FINAL_DIR)
+        return self.under(FINAL_DIR)
 
 
 def _stderr(msg: str) -> None:
@@ -75,7 +78,7 @@ def run_pipeline(pipeline: str | os.PathLike | Mapping[str, Any] | Pipeline, *, 
             fs.check_reachable(uri)
     fs.makedirs(out)
     command = " ".join(sys.argv) or "curate"
-    with leases.acquire(out, owner_command=command, take_over=take_over) as lease:
+    with leases.acquire(out, owner_command=command, take_over=take_over, log=log) as lease:
         if spark is None:
             from curate.engine.spark import get_spark
 

@@ -93,18 +93,27 @@ def _unstrip(uri: str, fs_path: str) -> str:
     return f"{proto}://{fs_path.split('://', 1)[-1]}"
 
 
-def exists(uri: str | Path) -> bool:
+def _fresh(uri: str | Path):
+    """``(fs, path)`` with fsspec's listing cache for ``path`` dropped: a commit protocol must
+    see other writers' objects (s3fs caches listings per process)."""
     fs, path = filesystem(uri)
+    if is_remote(uri):
+        fs.invalidate_cache(path)
+    return fs, path
+
+
+def exists(uri: str | Path) -> bool:
+    fs, path = _fresh(uri)
     return fs.exists(path)
 
 
 def isfile(uri: str | Path) -> bool:
-    fs, path = filesystem(uri)
+    fs, path = _fresh(uri)
     return fs.isfile(path)
 
 
 def isdir(uri: str | Path) -> bool:
-    fs, path = filesystem(uri)
+    fs, path = _fresh(uri)
     return fs.isdir(path)
 
 
@@ -210,7 +219,7 @@ def makedirs(uri: str | Path) -> None:
 
 def listdir(uri: str | Path) -> list[str]:
     """Names directly under ``uri`` (files and directories), sorted; [] when it does not exist."""
-    fs, path = filesystem(uri)
+    fs, path = _fresh(uri)
     try:
         entries = fs.ls(path, detail=False)
     except FileNotFoundError:
@@ -234,7 +243,7 @@ def list_files(uri: str | Path, keep=lambda rel: True) -> tuple[str, list[str]]:
     ``keep(relative_path)`` filters the files of a directory (not an explicit file).
     """
     text = str(uri)
-    fs, path = filesystem(text)
+    fs, path = _fresh(text)
     if any(ch in path for ch in "*?["):
         matches = sorted(m for m in fs.glob(path) if fs.isfile(m))
         if not matches:
