@@ -52,6 +52,7 @@ def test_help_everywhere():
 
 def test_bad_conf_is_a_one_line_error():
     import pytest
+
     from curate.core import CurateError
 
     assert parse_conf(["spark.a=1", "b = x=y"]) == {"spark.a": "1", "b": "x=y"}

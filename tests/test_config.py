@@ -48,7 +48,8 @@ def test_invalid_pipelines_fail_with_a_clear_message(tmp_path, body, message):
 
 def test_yaml_is_loaded_safely(tmp_path):
     with pytest.raises(CurateError, match="invalid YAML"):
-        load_pipeline(write(tmp_path, "input: !!python/object/apply:os.system ['echo hi']\noutput: b\nstages: [head]\n"))
+        load_pipeline(write(tmp_path, "input: !!python/object/apply:os.system ['echo hi']\n"
+                                      "output: b\nstages: [head]\n"))
 
 
 def test_stage_lookup_by_name_dirname_or_index(tmp_path):

@@ -17,9 +17,9 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from curate.core import ID, REJECT_REASON, TEXT, CurateError, StageContext, StageOutput, stage
 from curate.dedup import minhash as mh
 from curate.dedup.components import NODE, ROOT, connected_components
-from curate.core import ID, REJECT_REASON, TEXT, CurateError, StageContext, StageOutput, stage
 
 REASON = "near_duplicate"
 DUPLICATE_OF, CLUSTER = "duplicate_of", "dedup_cluster"
@@ -160,7 +160,7 @@ def _check_columns(df: DataFrame, quality: str | None = None) -> None:
         raise CurateError(f"minhash dedup needs columns {ID} and {TEXT}; missing: {', '.join(missing)}")
     if quality is not None:
         try:
-            df.select(F.col(quality)).schema
+            _ = df.select(F.col(quality)).schema  # resolving the plan checks the column exists
         except Exception as exc:  # AnalysisException: name the column, not the plan
             raise CurateError(f"quality column '{quality}' not found; columns: {', '.join(df.columns)}") from exc
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from curate import __version__
-from curate.io.layout import ARTIFACTS_DIR, MANIFEST, TMP_PREFIX
 from curate.io import fs
+from curate.io.layout import ARTIFACTS_DIR, MANIFEST, TMP_PREFIX
 from curate.io.shards import load_manifest, read_shards, shard_dicts
 
 ATTEMPTS_DIR = "_attempts"

@@ -11,10 +11,10 @@ from typing import Any
 
 from curate.config import Pipeline, StageCall
 from curate.core import ID, REJECT_REASON, StageContext, StageOutput, get_stage
-from curate.io.layout import DATA_DIR, FINAL_DIR, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
 from curate.engine.manifest import config_hash, stage_attempt
 from curate.io import fs
 from curate.io.accounting import materialize_read, reason_counts, total_chars, write_verified
+from curate.io.layout import DATA_DIR, FINAL_DIR, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
 from curate.io.read import fingerprint_files, read_documents
 from curate.io.shards import load_manifest, read_shards, read_stage, shard_uris
 

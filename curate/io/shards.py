@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from curate.core import ID, CurateError
-from curate.io.layout import FINAL_DIR, MANIFEST
 from curate.io import fs
+from curate.io.layout import FINAL_DIR, MANIFEST
 
 FORMATS = ("parquet", "jsonl")
 ROW_GROUP_ROWS = 10_000

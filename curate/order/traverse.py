@@ -10,8 +10,9 @@ end to end, are the order. Ties go to the smaller index (callers index documents
 Two implementations, one result:
 
 - :func:`traverse` over CSR arrays: each document is left exactly once, so each row is
-  scanned once for its most similar unvisited neighbour: O(N·k) in total, no sorting. The loops are compiled with numba when it is installed
-  (same code runs as plain Python otherwise, only slower).
+  scanned once for its most similar unvisited neighbour: O(N·k) in total, no sorting. The loops
+  are compiled with numba when it is installed (same code runs as plain Python otherwise, only
+  slower).
 - :func:`traverse_reference`, the straightforward Python transcription of the paper (dicts, a
   set of unvisited ids); the specification in tests and the baseline in ``bench/order.py``.
 """

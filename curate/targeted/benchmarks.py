@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from curate.io import jsonl
 from curate.core import CurateError
+from curate.io import jsonl
 
 TRAINING_SPLITS = ("train", "dev", "val", "validation")
 TEST_SPLITS = ("test",)

@@ -70,8 +70,7 @@ def _check(mode: str, method: str, ngram: int, min_words: int, min_matches: int)
 
 
 def _result_schema(df):
-    from pyspark.sql.types import (ArrayType, BooleanType, IntegerType, StringType, StructField,
-                                   StructType)
+    from pyspark.sql.types import ArrayType, BooleanType, IntegerType, StringType, StructField, StructType
 
     struct = StructType([StructField("benchmarks", ArrayType(StringType(), False), False),
                          StructField("ngrams", ArrayType(IntegerType(), False), False),

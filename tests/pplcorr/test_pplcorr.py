@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curate.pplcorr import estimators as pplcorr
 from curate.core import CurateError
+from curate.pplcorr import estimators as pplcorr
 from curate.pplcorr.lossmatrix import read_errors
 
 ref_est = pytest.importorskip("perplexity_correlations.estimation")
