@@ -40,7 +40,9 @@ class ReadStep:
         self.p, self.listing = p, listing
 
     def config_hash(self, _upstream: str) -> str:
-        return config_hash("read", self.p.input.__dict__, "", {"rows_per_shard": self.p.output.rows_per_shard})
+        """How the input is parsed; ``split_size`` only decides how the work is divided, not its result."""
+        parsing = {k: v for k, v in self.p.input.__dict__.items() if k != "split_size"}
+        return config_hash("read", parsing, "", {"rows_per_shard": self.p.output.rows_per_shard})
 
     def input_fingerprint(self, _upstream: str) -> str:
         return fingerprint_files(*self.listing)
