@@ -143,6 +143,13 @@ def compare(local: dict, s3: dict) -> list[str]:
             if local["steps"].get(step, {}).get("shards") != s3["steps"].get(step, {}).get("shards")]
 
 
+def summed(results: list[dict]) -> dict:
+    """The runs of one kind added up: seconds per step, sum of stages, wall, CPU."""
+    steps = {step: {"seconds": round(sum(r["steps"][step]["seconds"] or 0 for r in results), 3)}
+             for step in results[0]["steps"]}
+    return {"steps": steps, **{k: round(sum(r[k] for r in results), 1) for k in ("stages_s", "wall_s", "cpu_s")}}
+
+
 def table(local: dict, s3: dict) -> str:
     rows = ["| step | local s | S3 s | S3 / local |", "|---|---:|---:|---:|"]
     for step in sorted(local["steps"]):
@@ -157,6 +164,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of (local, S3), alternate rounds in the "
+                    "reverse order")
     args = ap.parse_args()
     work = HERE / "_data" / f"storage-{args.docs}"
     docs = build_corpus(args.docs)
@@ -167,28 +176,40 @@ def main() -> None:
     print(f"commit {commit}: {len(docs)} docs, {FILES} files, {size / 1e6:.1f} MB, master {args.master}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    shutil.rmtree(work / "out", ignore_errors=True)
-    local = curate_run(str(work / "input"), str(work / "out"), args.master, None)
-    print(json.dumps({k: v for k, v in local.items() if k != "steps"}), flush=True)
-
     endpoint = s3server.start()  # sets AWS_* in this process; curate inherits them
+    server = s3server._server["proc"].pid
     prefix = f"s3://{s3server.BUCKET}/storage-{args.docs}"
     upload_s = upload(files, f"{prefix}/input")
-    s3 = curate_run(f"{prefix}/input", f"{prefix}/out", args.master, s3server._server["proc"].pid)
-    s3["upload_s"] = round(upload_s, 1)
-    print(json.dumps({k: v for k, v in s3.items() if k != "steps"}), flush=True)
+    print(f"uploaded to {endpoint} in {upload_s:.1f} s", flush=True)
+    runs: dict[str, list[dict]] = {"local": [], "s3": []}
+    for k in range(args.rounds):
+        for kind in (("local", "s3") if k % 2 == 0 else ("s3", "local")):  # ABBA: drift in load cancels
+            if kind == "local":
+                out = str(work / f"out-{k}")
+                shutil.rmtree(out, ignore_errors=True)
+                result = curate_run(str(work / "input"), out, args.master, None)
+            else:
+                out = f"{prefix}/out-{k}"
+                result = curate_run(f"{prefix}/input", out, args.master, server)
+                fs.remove(out, recursive=True)  # moto holds every object in memory
+            runs[kind].append(result)
+            print(json.dumps({"round": k, "kind": kind, **{x: v for x, v in result.items() if x != "steps"}}),
+                  flush=True)
     s3server.stop()
 
-    differing = compare(local, s3)
+    reference = runs["local"][0]
+    differing = sorted({step for r in runs["local"][1:] + runs["s3"] for step in compare(reference, r)})
+    local, s3 = summed(runs["local"]), summed(runs["s3"])
     report = {"commit": commit, "docs": len(docs), "files": FILES, "bytes": size, "master": args.master,
-              "endpoint": endpoint, "local": local, "s3": s3, "identical_shards": not differing}
+              "rounds": args.rounds, "upload_s": round(upload_s, 1), "runs": runs, "identical_shards": not differing}
     (work / "result.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"seconds summed over {args.rounds} round(s) of each:")
     print(table(local, s3))
-    kept = local["steps"].get("final", {}).get("shards", {}).get("data", [])
+    kept = reference["steps"].get("final", {}).get("shards", {}).get("data", [])
     print(f"final rows: {sum(r for _, r, _ in kept)}; result: {work / 'result.json'}")
     if differing:
-        sys.exit(f"FAIL: shard sha256s differ between local and S3 in {differing}")
-    print("shard sha256s identical in every committed manifest")
+        sys.exit(f"FAIL: shard sha256s differ from the first local run in {differing}")
+    print(f"shard sha256s identical in every committed manifest of all {2 * args.rounds} runs")
 
 
 if __name__ == "__main__":
