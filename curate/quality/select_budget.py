@@ -1,13 +1,6 @@
 """``select_budget``: keep the best documents by stored scores, under a threshold or a
-document / token budget — exact, deterministic, computed in Spark.
-
-Documents are ordered by a *key* (one score, a weighted sum, or a weighted rank-average of
-several; optionally plus seeded Gumbel noise, which turns top-k into sampling without
-replacement with probability ∝ exp(key) — the Gumbel-top-k trick used by DSIR, Xie et al.
-2023, after Kool et al. 2019). Ties are broken by ``id``. The cut is found without sorting
-the corpus on one machine: keys are cut into quantile buckets, per-bucket totals locate the
-bucket holding the budget boundary, and only that bucket is ordered row by row. The result
-is then a plain filter ``(key, id) ≥ (key*, id*)``, so it does not depend on partitioning.
+document / token budget. The method (exact, deterministic cut in Spark; Gumbel-top-k
+sampling for DSIR) is documented in :mod:`curate.quality.budget`.
 """
 from __future__ import annotations
 
