@@ -17,8 +17,10 @@ def test_relative_paths_resolve_against_the_yaml(tmp_path):
     sub = tmp_path / "conf"
     sub.mkdir()
     p = load_pipeline(write(sub, "name: x\ninput: ../raw\noutput: out\nstages: [exact_dedup]\n"))
-    assert p.input.path == str(sub / "../raw")
+    assert p.input.path == str((sub / "../raw").resolve())
     assert p.output.path == str((sub / "out").resolve())
+    uris = load_pipeline(write(sub, "input: s3://b/raw/\noutput: gs://c/out\nstages: [exact_dedup]\n"))
+    assert (uris.input.path, uris.output.path) == ("s3://b/raw", "gs://c/out")
     assert [s.dirname for s in p.stages] == ["01-exact_dedup"]
 
 
