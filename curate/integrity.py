@@ -187,12 +187,13 @@ def atomic_dir(final: str | Path, *, tag: str | None = None) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        _swap_in(tmp, final)
+        swap_in(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _swap_in(tmp: Path, final: Path) -> None:
+def swap_in(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``, replacing an existing ``final`` (moved aside, then removed)."""
     if not final.exists():
         os.replace(tmp, final)
         return

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from curate import __version__
+from curate.integrity import swap_in, temp_sibling
 from curate.io import fs
 from curate.io.layout import ARTIFACTS_DIR, MANIFEST, TMP_PREFIX
 from curate.io.shards import load_manifest, read_shards, shard_dicts
@@ -87,7 +88,7 @@ class StageAttempt:
             fs.write_bytes(fs.join(self.target, MANIFEST), blob)
         else:
             fs.write_bytes(fs.join(self.workdir, MANIFEST), blob)
-            replace_dir(Path(self.workdir), Path(self.target))
+            swap_in(Path(self.workdir), Path(self.target))
         self.committed = True
 
 
@@ -112,7 +113,7 @@ def stage_attempt(target: str | Path) -> Iterator[StageAttempt]:
         work = StageAttempt(target, attempt, fs.join(target, ATTEMPTS_DIR, attempt), scratch,
                             root=f"{ATTEMPTS_DIR}/{attempt}")
     else:
-        tmp = Path(fs.parent(target)) / f"{TMP_PREFIX}{fs.name(target)}-{attempt}"
+        tmp = temp_sibling(target, attempt)
         tmp.mkdir(parents=True)
         work = StageAttempt(target, attempt, str(tmp), tmp)
     try:
@@ -126,19 +127,6 @@ def stage_attempt(target: str | Path) -> Iterator[StageAttempt]:
             shutil.rmtree(work.scratch, ignore_errors=True)
         elif Path(work.workdir).exists():
             shutil.rmtree(work.workdir, ignore_errors=True)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing an existing ``dst`` (old copy removed after)."""
-    import os
-
-    old = None
-    if dst.exists():
-        old = dst.parent / f"{TMP_PREFIX}old-{dst.name}-{new_attempt_id()}"
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def collect_attempts(target: str, keep: str | None = None) -> list[str]:
@@ -170,9 +158,3 @@ def clean_leftovers(output_dir: str | Path) -> list[str]:
         elif fs.exists(fs.join(path, ATTEMPTS_DIR)):
             removed += collect_attempts(path)
     return removed
-
-
-def write_manifest(stage_dir: str | Path, manifest: dict) -> None:
-    """Write a manifest directly (for directories committed by rename, e.g. side outputs)."""
-    manifest = {"code_version": __version__, **manifest}
-    fs.write_bytes(fs.join(stage_dir, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())

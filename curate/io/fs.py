@@ -8,7 +8,6 @@ semantics (rename, ``O_EXCL``); object stores get conditional creates instead.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import posixpath
 import re
@@ -258,10 +257,6 @@ def list_files(uri: str | Path, keep=lambda rel: True) -> tuple[str, list[str]]:
     found = fs.find(path)
     rels = sorted(posixpath.relpath(f, path.rstrip("/")) for f in found)
     return text.rstrip("/") if is_remote(text) else path, [r for r in rels if keep(r)]
-
-
-def matches_any(name_: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(name_, p) for p in patterns)
 
 
 def local_copy(uri: str | Path, cache_dir: str | Path | None = None,

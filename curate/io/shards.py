@@ -271,15 +271,3 @@ def last_complete_stage(output_dir: str | Path) -> str | None:
     names = sorted(n for n in fs.listdir(output_dir) if n[:2].isdigit() and n[2:3] == "-")
     complete = [fs.join(output_dir, n) for n in names if load_manifest(fs.join(output_dir, n))]
     return complete[-1] if complete else None
-
-
-def count_rows(path: str | Path, fmt: str) -> int:
-    """Rows of one local or remote shard file (Parquet footer, or newlines of a JSONL file)."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with fs.open_file(path, "rb") as fh:
-            return pq.read_metadata(fh).num_rows
-    with fs.open_file(path, "rb") as fh:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-
