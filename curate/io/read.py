@@ -27,6 +27,8 @@ from curate.io.shards import last_complete_stage, load_manifest, read_stage
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".json", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
+WEB_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".arc", ".arc.gz")  # read by curate.io.warc
+INPUT_FORMATS = ("jsonl", "parquet", "warc", "wet")
 QUARANTINE_COLUMNS = ["file", "line", "kind", "reason", "snippet"]
 DEFAULT_SPLIT_SIZE = 128 << 20
 MIN_SPLIT_SIZE = 1 << 10
@@ -52,7 +54,7 @@ def parse_size(value: Any, where: str) -> int:
 @dataclass(frozen=True)
 class InputSpec:
     path: str
-    format: str = "auto"  # auto | jsonl | parquet
+    format: str = "auto"  # auto | jsonl | parquet | warc | wet
     text_field: str = "text"
     id_field: str = "id"
     utf8: str = "replace"  # replace | strict
@@ -88,24 +90,42 @@ def list_input_files(path: str | Path) -> tuple[str, list[str]]:
     if any(ch in text for ch in "*?[") and not fs.name(text).startswith("."):
         files = [f for f in files if not posixpath.basename(f).startswith(".")]  # as glob.glob: no dotfiles
     if not files:
-        raise CurateError(f"no input files (.jsonl, .jsonl.gz, .jsonl.zst, .parquet) under {path}")
+        raise CurateError(f"no input files (.jsonl, .jsonl.gz, .jsonl.zst, .parquet, .warc.gz, .wet.gz) under {path}")
     return root, files
 
 
 def _is_data_file(rel: str) -> bool:
     name = posixpath.basename(rel)
-    return not name.startswith((".", "_")) and name.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    return not name.startswith((".", "_")) and name.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES + WEB_SUFFIXES)
 
 
 def detect_format(files: list[str], fmt: str) -> str:
     if fmt != "auto":
-        if fmt not in ("jsonl", "parquet"):
-            raise CurateError(f"input format must be jsonl, parquet or auto, got '{fmt}'")
+        if fmt not in INPUT_FORMATS:
+            raise CurateError(f"input format must be one of {', '.join(INPUT_FORMATS)} or auto, got '{fmt}'")
         return fmt
-    kinds = {"parquet" if f.endswith(PARQUET_SUFFIXES) else "jsonl" for f in files}
+    kinds = {_format_of(f) for f in files}
     if len(kinds) > 1:
-        raise CurateError("input mixes JSONL and Parquet files; point it at one kind (or set input.format)")
+        raise CurateError(f"input mixes {' and '.join(sorted(kinds))} files; point it at one kind"
+                          " (or set input.format)")
     return kinds.pop()
+
+
+def _format_of(rel: str) -> str:
+    if rel.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if rel.endswith(WEB_SUFFIXES):
+        return "wet" if ".wet" in posixpath.basename(rel) else "warc"
+    return "jsonl"
+
+
+def _reader(fmt: str):
+    """The task-side reader of a format: ``(spark, root, files, infos, spec) -> (docs, quarantine, cached)``."""
+    if fmt in ("warc", "wet"):
+        from curate.io.warc import read_web_archives  # needs curate[web]
+
+        return read_web_archives
+    return _read_parquet if fmt == "parquet" else _read_jsonl
 
 
 def file_infos(root: str | Path, files: list[str]) -> list[dict]:
@@ -159,8 +179,7 @@ def read_documents(spark, spec: InputSpec, listing: tuple[str, list[str]] | None
     root = str(root)
     fmt = detect_format(files, spec.format)
     infos = file_infos(root, files)
-    reader = _read_parquet if fmt == "parquet" else _read_jsonl
-    docs, quarantine, cached = reader(spark, root, files, infos, spec)
+    docs, quarantine, cached = _reader(fmt)(spark, root, files, infos, spec)
     docs, dup_quarantine = _quarantine_duplicate_ids(docs)
     quarantine = quarantine.unionByName(dup_quarantine)
     return ReadResult(docs, quarantine, root, list(files), cached)
