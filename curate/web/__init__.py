@@ -1,0 +1,1 @@
+"""From raw web crawls to documents: WARC/WET reading, HTML extraction, URL normalisation and dedup."""
