@@ -126,6 +126,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "curate.targeted.benchmark_similarity",
     "curate.targeted.decontaminate",
     "curate.order.knn_order",
+    "curate.web.url_dedup",
 )
 """Every module that registers stages: the registry is this explicit list, not a folder scan."""
 
