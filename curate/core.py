@@ -116,6 +116,7 @@ def _params_of(fn: Callable) -> list[Param]:
 STAGE_MODULES: tuple[str, ...] = (
     "curate.dedup.exact_dedup",
     "curate.dedup.minhash_dedup",
+    "curate.dedup.line_dedup",
     "curate.quality.score",
     "curate.quality.sample",
     "curate.quality.fasttext_score",
