@@ -128,6 +128,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "curate.targeted.decontaminate",
     "curate.order.knn_order",
     "curate.web.url_dedup",
+    "curate.web.extract",
 )
 """Every module that registers stages: the registry is this explicit list, not a folder scan."""
 
