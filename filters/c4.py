@@ -5,7 +5,16 @@ C4 keeps only lines that end in terminal punctuation, have at least 3 words and 
 neither "javascript" nor a cookie/terms-of-use policy (the policy list follows the
 reference TFDS ``c4_utils``); a page is dropped if fewer than 5 sentences survive, or if it
 contains "lorem ipsum", a curly brace, or (optionally) a word from a bad-words list.
-This filter measures those rules; it does not rewrite the text.
+
+Two registered names share one definition of the line rules (:func:`line_verdict`):
+
+- ``c4`` measures the page (lines kept, sentences, lorem ipsum …) and rejects in ``select``;
+  it does not rewrite the text;
+- ``c4_lines`` is a modifier: it rewrites the text to the lines C4 keeps (stripped, joined
+  with ``\n``, blank lines dropped, as TFDS ``c4_utils.clean_page`` does) and counts the
+  removed lines by rule. It keeps every document: the page rules stay with ``c4``, so
+  ``score: [c4_lines, c4]`` then ``select`` is the whole C4 cleaning (``c4`` then measures
+  the rewritten text).
 """
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-from filters import Filter, read_word_list, register
+from filters import Filter, Modifier, read_word_list, register
 from filters._text import words
 
 TERMINAL_PUNCTUATION = (".", "!", "?", '"', "'", "”", "’")
@@ -26,6 +35,20 @@ def count_sentences(line: str) -> int:
     """Sentences in a line that ends in terminal punctuation: sentence-final marks + 1 if unterminated."""
     ends = len(SENTENCE_END.findall(line))
     return max(ends, 1)
+
+
+def line_verdict(line: str, min_words: int) -> str | None:
+    """Why C4 drops a stripped, non-blank ``line`` (the first rule it breaks), ``None`` if it keeps it."""
+    if not line.endswith(TERMINAL_PUNCTUATION) or line.endswith(("...", "…")):
+        return "no_terminal_punctuation"
+    if len(line.split()) < min_words:
+        return "too_few_words"
+    lower = line.lower()
+    if "javascript" in lower:
+        return "javascript"
+    if any(phrase in lower for phrase in POLICY_PHRASES):
+        return "policy"
+    return None
 
 
 @register("c4")
@@ -58,16 +81,10 @@ class C4(Filter):
             if not line:
                 continue
             lines += 1
-            if not line.endswith(TERMINAL_PUNCTUATION) or line.endswith(("...", "…")):
-                continue
-            if len(line.split()) < self.min_words_per_line:
-                continue
-            line_lower = line.lower()
-            if "javascript" in line_lower:
-                javascript += 1
-                continue
-            if any(phrase in line_lower for phrase in POLICY_PHRASES):
-                policy += 1
+            verdict = line_verdict(line, self.min_words_per_line)
+            javascript += verdict == "javascript"
+            policy += verdict == "policy"
+            if verdict is not None:
                 continue
             kept += 1
             sentences += count_sentences(line)
@@ -92,3 +109,39 @@ class C4(Filter):
         if s["sentences"] < self.min_sentences:
             return "too_few_sentences"
         return None
+
+
+@register("c4_lines")
+@dataclass(frozen=True)
+class C4Lines(Modifier):
+    """Rewrite the text to the lines C4 keeps (Raffel et al. 2020, Sec. 2.2); count removed lines by rule.
+
+    Drops lines without terminal punctuation, with fewer than ``min_words_per_line`` words,
+    mentioning javascript, or a cookie/terms-of-use policy (the rules of ``c4``); strips the
+    kept lines and drops blank ones. Page rules (lorem ipsum, curly brace, sentences) stay with ``c4``.
+    """
+
+    min_words_per_line: int = 3
+
+    keys: ClassVar[tuple[str, ...]] = ("lines", "kept_lines", "removed_lines", "no_terminal_punctuation",
+                                       "too_few_words", "javascript", "policy", "removed_chars")
+    score_params: ClassVar[tuple[str, ...]] = ("min_words_per_line",)
+
+    def apply(self, text: str) -> tuple[str, dict[str, float]]:
+        counts = dict.fromkeys(self.keys, 0.0)
+        kept = []
+        for raw in text.split("\n"):
+            line = raw.strip()
+            if not line:
+                continue
+            counts["lines"] += 1
+            verdict = line_verdict(line, self.min_words_per_line)
+            if verdict is None:
+                kept.append(line)
+            else:
+                counts[verdict] += 1
+        new = "\n".join(kept)
+        counts["kept_lines"] = float(len(kept))
+        counts["removed_lines"] = counts["lines"] - counts["kept_lines"]
+        counts["removed_chars"] = float(len(text) - len(new))
+        return new, counts
