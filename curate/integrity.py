@@ -1,6 +1,8 @@
 """Integrity: file hashes, sha256 sidecars, verified loading, atomic files and directories.
 
 Stdlib only at import time; the loaders import ``fasttext`` / ``tokenizers`` when called.
+The loaders accept URIs (``s3://…``): the file and its sidecar are fetched by the URI layer's
+registered fetcher (:func:`set_fetcher`) into a local cache, then checked like a local file.
 A sidecar ``<file>.sha256`` holds ``"<hex>  <name>\\n"`` (the ``sha256sum`` format). Every
 model or tokenizer file is checked with :func:`verify_file` before it is loaded: a missing
 sidecar or a different hash is a :class:`~curate.core.CurateError`, never a load. The
@@ -23,6 +25,7 @@ TOKENIZER_FILE = "tokenizer.json"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, expected) -> verified sha256
 _LOADED: dict[tuple[str, str, str], Any] = {}  # (kind, path, sha256) -> loaded model or tokenizer
+_FETCHER: list = []  # how a URI becomes a local file: registered by curate.io.fs (never imported here)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -101,6 +104,32 @@ def verify_digest(path: str | Path, expected: str, *, what: str = "file", source
     return _VERIFIED[key]
 
 
+# --------------------------------------------------------------------------- remote files
+
+
+def set_fetcher(fetch) -> None:
+    """Register ``fetch(uri) -> local path`` (a download that brings the ``.sha256`` sidecar
+    along). The URI layer, :mod:`curate.io.fs`, registers its cached download when imported;
+    this module stays below it and never imports it."""
+    _FETCHER[:] = [fetch]
+
+
+def is_uri(path: str | Path) -> bool:
+    """True for ``s3://…``, ``gs://…`` and other remote URIs (not for local paths or ``file://``)."""
+    text = str(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def local_file(path: str | Path) -> Path:
+    """A local path for ``path``: itself, or a remote file fetched (with its sidecar) into a cache."""
+    text = str(path)
+    if not is_uri(text):
+        return Path(text.removeprefix("file://"))
+    if not _FETCHER:
+        raise CurateError(f"{text}: a remote file, but no URI layer is loaded to fetch it (import curate.io.fs)")
+    return Path(_FETCHER[0](text))
+
+
 # --------------------------------------------------------------------------- verified loading
 
 
@@ -110,7 +139,7 @@ def load_fasttext(path: str | Path, *, what: str = "fastText model") -> tuple[An
     Loaded once per process and content (a Spark worker loads it once, not per batch); a
     replaced file is verified and loaded again.
     """
-    path = Path(path).expanduser().resolve()
+    path = local_file(path).expanduser().resolve()
     key = ("fasttext", str(path), verify_file(path, what=what))
     if key not in _LOADED:
         import fasttext
@@ -129,7 +158,9 @@ def load_tokenizer(path: str | Path, *, required_token: str | None = None):
     """A Hugging Face ``tokenizers`` tokenizer (a ``tokenizer.json`` or a directory holding one),
     loaded only after it matches its sidecar; once per process and content.
     ``required_token``: refuse a tokenizer without this token (e.g. the end-of-text token)."""
-    path = tokenizer_file(path).expanduser().resolve()
+    if is_uri(path) and not str(path).endswith(".json"):  # a remote directory holding tokenizer.json
+        path = f"{str(path).rstrip('/')}/{TOKENIZER_FILE}"
+    path = tokenizer_file(local_file(path)).expanduser().resolve()
     if not path.is_file():
         raise CurateError(f"tokenizer not found: {path} (expected a tokenizers tokenizer.json; "
                           "train one with `curate tokenizer train`)")

@@ -15,8 +15,6 @@ import click
 @click.option("--master", default=None, help="With --spark: Spark master (default: $CURATE_SPARK_MASTER or local[*]).")
 def command(input_path, tokenizer, output, shard_tokens, force, use_spark, docs_per_shard, master):
     """Encode INPUT (a `curate mix` output, stage dir or JSONL/Parquet) into memory-mappable token shards."""
-    from pathlib import Path
-
     from curate.train.mix import iter_mixture_texts
     from curate.train.shards import tokenize_spark, write_token_shards
 
@@ -26,7 +24,7 @@ def command(input_path, tokenizer, output, shard_tokens, force, use_spark, docs_
         manifest = tokenize_spark(get_spark(master), input_path, tokenizer, output,
                                   docs_per_shard=docs_per_shard, overwrite=force)
     else:
-        manifest = write_token_shards(iter_mixture_texts(Path(input_path)), tokenizer, output,
+        manifest = write_token_shards(iter_mixture_texts(input_path), tokenizer, output,
                                       shard_tokens=shard_tokens, source=str(input_path), overwrite=force)
     click.echo(f"{manifest['tokens']:,} tokens, {manifest['documents']:,} documents, "
                f"{len(manifest['shards'])} shard(s) ({manifest['dtype']}) -> {output}")
@@ -47,12 +45,10 @@ def tokenizer():
 @click.option("--seed", default=0, show_default=True)
 def train_command(input_path, output, vocab_size, min_frequency, sample_fraction, max_chars, seed):
     """Train a byte-level BPE on a sample of INPUT (mixture, stage dir or JSONL/Parquet)."""
-    from pathlib import Path
-
     from curate.train.mix import iter_mixture_texts
     from curate.train.tokenizer import sample_texts, train_tokenizer
 
-    texts = sample_texts(iter_mixture_texts(Path(input_path)), fraction=sample_fraction, max_chars=max_chars,
+    texts = sample_texts(iter_mixture_texts(input_path), fraction=sample_fraction, max_chars=max_chars,
                          seed=seed)
     path = train_tokenizer(texts, output, vocab_size=vocab_size, min_frequency=min_frequency)
     click.echo(f"wrote {path} (+ .sha256)")

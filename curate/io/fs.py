@@ -14,11 +14,16 @@ import re
 from pathlib import Path
 from typing import IO, Any
 
+from curate import integrity
 from curate.core import CurateError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "abfss": "azure", "az": "azure",
-          "hdfs": "hdfs"}
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "abfss": "azure", "az": "azure"}
+# Schemes served by a library that is installed but needs more than pip (pyarrow's HDFS: libhdfs and a JVM).
+NATIVE_FIXES = {"hdfs": "pyarrow's HDFS client needs Hadoop's libhdfs and a JVM: set JAVA_HOME, HADOOP_HOME "
+                        "and CLASSPATH=$(hadoop classpath --glob) (see docs/cluster.md)",
+                "viewfs": "pyarrow's HDFS client needs Hadoop's libhdfs and a JVM: set JAVA_HOME, HADOOP_HOME "
+                          "and CLASSPATH=$(hadoop classpath --glob) (see docs/cluster.md)"}
 
 
 def scheme(uri: str | Path) -> str:
@@ -81,6 +86,9 @@ def filesystem(uri: str | Path):
         raise CurateError(f"{text}: no filesystem for '{proto}://' ({exc}); {fix}") from None
     except ValueError as exc:
         raise CurateError(f"{text}: unknown URI scheme '{proto}://' ({exc})") from None
+    except OSError as exc:  # a client that cannot start (pyarrow's HDFS without libhdfs/JVM)
+        fix = NATIVE_FIXES.get(proto, f"check the '{proto}://' filesystem's installation")
+        raise CurateError(f"{text}: cannot start the '{proto}://' filesystem ({_first_line(exc)}); {fix}") from None
     return fs, path
 
 
@@ -286,11 +294,50 @@ def local_copy(uri: str | Path, cache_dir: str | Path | None = None,
     return target
 
 
+def put_file(local: str | Path, uri: str | Path) -> None:
+    """Copy a local file to ``uri``: one upload to an object store; locally a temporary name and a rename."""
+    fs_, path = filesystem(uri)
+    if is_remote(uri):
+        fs_.put_file(str(local), path)
+        return
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(local, tmp)
+    os.replace(tmp, target)
+
+
+def put_tree(local_dir: str | Path, uri: str | Path, skip: tuple[str, ...] = ()) -> list[str]:
+    """Upload every file under ``local_dir`` to the same relative names under ``uri`` (sorted);
+    names in ``skip`` (relative paths) are left out. Returns the relative paths uploaded."""
+    root = Path(local_dir)
+    done = []
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root).as_posix()
+        if rel not in skip:
+            put_file(f, join(uri, *rel.split("/")))
+            done.append(rel)
+    return done
+
+
 def _download(uri: str, target: Path) -> None:
     fs_, path = filesystem(uri)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fs_.get_file(path, str(tmp))
     os.replace(tmp, target)
+
+
+def fetch(uri: str | Path) -> Path:
+    """:func:`local_copy` with a one-line error for a missing file (the fetcher of curate.integrity)."""
+    try:
+        return local_copy(uri)
+    except FileNotFoundError:
+        raise CurateError(f"file not found: {uri}") from None
+
+
+integrity.set_fetcher(fetch)  # the verified loaders (fastText, tokenizers) accept URIs through this
 
 
 def check_reachable(uri: str | Path, *, for_writing: bool = False) -> None:
@@ -300,6 +347,7 @@ def check_reachable(uri: str | Path, *, for_writing: bool = False) -> None:
         return
     fs, path = filesystem(uri)
     bucket = path.split("/", 1)[0]
+    _probe_endpoint(uri, fs)
     try:
         fs.ls(bucket, detail=False)
     except FileNotFoundError:
@@ -311,8 +359,37 @@ def check_reachable(uri: str | Path, *, for_writing: bool = False) -> None:
         raise CurateError(f"{uri}: store not reachable ({_first_line(exc)}); check the endpoint "
                           "(for S3: AWS_ENDPOINT_URL / AWS_REGION) and the network") from None
     except Exception as exc:  # botocore raises its own types for bad credentials/endpoints
+        if type(exc).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+            raise CurateError(f"{uri}: store not reachable ({_first_line(exc)}); check the endpoint "
+                              "(for S3: AWS_ENDPOINT_URL / AWS_REGION) and the network") from None
+        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+            raise CurateError(f"{uri}: no credentials found for the store; set AWS_ACCESS_KEY_ID / "
+                              "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or an instance role)") from None
         raise CurateError(f"{uri}: cannot use the store ({type(exc).__name__}: {_first_line(exc)}); "
                           "check credentials and endpoint (AWS_* variables for S3)") from None
+
+
+def _probe_endpoint(uri: str | Path, fs_, timeout: float = 5.0) -> None:
+    """For an S3 store at an explicit endpoint (``AWS_ENDPOINT_URL``: MinIO, Ceph, a test server),
+    one TCP connect first: a refused or silent endpoint fails in milliseconds, with a clear
+    message, instead of after the client's retries."""
+    if scheme(uri) not in ("s3", "s3a"):
+        return
+    endpoint = (getattr(fs_, "client_kwargs", {}) or {}).get("endpoint_url") or os.environ.get(
+        "AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise CurateError(f"{uri}: store not reachable at {parts.scheme}://{parts.hostname}:{port} "
+                          f"({exc.strerror or type(exc).__name__}); check AWS_ENDPOINT_URL and that the "
+                          "store is running") from None
 
 
 def _first_line(exc: BaseException) -> str:

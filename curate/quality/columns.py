@@ -8,6 +8,7 @@ import hashlib
 from typing import Any, Iterator, Sequence
 
 from curate.core import TEXT, CurateError, Scorer
+from curate.io import fs  # noqa: F401  (registers the URI fetcher of curate.integrity on every worker: remote models)
 
 SCORES = "__curate_scores"
 _READY: dict[str, Scorer] = {}  # per Python worker: scorers whose setup() ran, by identity

@@ -124,7 +124,8 @@ def from_dict(cls: type, raw: dict | None, where: str = "train config") -> Any:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a training YAML; relative paths resolve against the YAML's directory."""
+    """Read a training YAML; relative paths resolve against the YAML's directory. Paths in it
+    (``out``, ``data.shards``, benchmarks) may be URIs (``s3://…``), which stay as they are."""
     path = Path(path)
     if not path.is_file():
         raise CurateError(f"train config not found: {path}")
@@ -135,9 +136,9 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     def res(p: str | None) -> str | None:
-        if not p:
+        if not p or ("://" in str(p) and not str(p).startswith("file://")):
             return p
-        q = Path(p).expanduser()
+        q = Path(str(p).removeprefix("file://")).expanduser()
         return str(q if q.is_absolute() else (base / q).resolve())
 
     return cfg.replace(out=res(cfg.out),

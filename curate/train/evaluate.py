@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.core import CurateError
+from curate.io import fs
 from curate.io.jsonl import read_records
 
 
@@ -50,8 +51,8 @@ def parse_item(row: dict) -> MCItem:
 
 
 def load_benchmark(path: str | Path, max_examples: int | None = None) -> list[MCItem]:
-    path = Path(path)
-    if not path.is_file():
+    """The items of a benchmark JSONL (a local path or a URI)."""
+    if not fs.isfile(path):
         raise CurateError(f"benchmark file not found: {path}")
     items = []
     for _, record in read_records(path):
@@ -132,5 +133,5 @@ def heldout_loss(model, stream, *, batch_size: int, max_batches: int, device: st
 
 
 def benchmark_name(path: str | Path) -> str:
-    name = Path(path).name
-    return name[:-len(".jsonl")] if name.endswith(".jsonl") else Path(path).stem
+    name = fs.name(path)
+    return name[:-len(".jsonl")] if name.endswith(".jsonl") else Path(name).stem

@@ -11,6 +11,12 @@ renamed: ``model.safetensors``, ``optim.pt`` (tensors and plain containers only,
 ``rng-rank<R>.pt`` and ``meta.json`` (step = data
 position, world size, batch layout, the token-shard fingerprint). Resuming continues with
 exactly the next batch and refuses when the shards or the batch layout changed.
+
+``out`` and ``data.shards`` may be URIs (``s3://…``). A remote checkpoint is saved locally,
+uploaded under ``step-NNNNNNNN/_attempts/<attempt>/`` (each rank its own RNG file), committed by
+``meta.json`` (naming that prefix, written last) and then pointed to by ``latest``; resuming
+fetches its files into the local cache and checks the sidecars before loading. Logs are written
+locally and uploaded after every checkpoint and at the end.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -25,6 +32,8 @@ from pathlib import Path
 
 from curate.core import CurateError
 from curate.integrity import atomic_dir, temp_sibling, verify_file, write_sidecar, write_text_atomic
+from curate.io import fs
+from curate.train import store
 from curate.train.config import ModelConfig, TrainConfig, validate
 
 # bf16 dense peak FLOP/s per GPU, matched against torch.cuda.get_device_name()
@@ -106,17 +115,33 @@ def mean_across(d: Dist, value):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_root(cfg: TrainConfig) -> Path:
-    return Path(cfg.out) / "checkpoints"
+def checkpoint_root(cfg: TrainConfig) -> Path | str:
+    """``<out>/checkpoints``: a Path locally, a URI string on an object store."""
+    return fs.join(cfg.out, "checkpoints") if fs.is_remote(cfg.out) else Path(cfg.out) / "checkpoints"
 
 
-def latest_checkpoint(root: Path) -> Path | None:
+def latest_checkpoint(root: Path | str) -> Path | str | None:
     """The checkpoint named by ``latest``; temporary (half-written) directories are never used."""
+    if fs.is_remote(root):
+        try:
+            name = fs.read_text(fs.join(root, "latest")).strip()
+        except FileNotFoundError:
+            return None
+        path = fs.join(root, name)
+        return path if fs.exists(fs.join(path, "meta.json")) else None
     pointer = root / "latest"
     if not pointer.is_file():
         return None
     path = root / pointer.read_text(encoding="utf-8").strip()
     return path if (path / "meta.json").is_file() else None
+
+
+def read_meta(path: Path | str) -> dict:
+    """A checkpoint's ``meta.json`` (local or remote)."""
+    meta = store.read_json(fs.join(path, "meta.json"))
+    if meta is None:
+        raise CurateError(f"{path} is not a complete checkpoint (meta.json missing)")
+    return meta
 
 
 def _rng_state(device: str) -> dict:
@@ -128,8 +153,10 @@ def _rng_state(device: str) -> dict:
     return state
 
 
-def save_checkpoint(root: Path, step: int, model, opt, meta: dict, d: Dist, device: str, keep: int) -> Path:
-    """Write ``step-NNNNNNNN`` atomically (temp dir, rename, then the ``latest`` pointer).
+def save_checkpoint(root: Path | str, step: int, model, opt, meta: dict, d: Dist, device: str,
+                    keep: int) -> Path | str:
+    """Write ``step-NNNNNNNN`` atomically (temp dir, rename, then the ``latest`` pointer; on an
+    object store: attempt prefix, ``meta.json`` last, then ``latest``).
 
     ``model.safetensors`` and ``optim.pt`` get sha256 sidecars, checked again on resume.
     """
@@ -137,6 +164,9 @@ def save_checkpoint(root: Path, step: int, model, opt, meta: dict, d: Dist, devi
     from safetensors.torch import save_model
 
     name = f"step-{step:08d}"
+    if fs.is_remote(root):
+        return _save_remote(root, name, model, opt, meta, d, device, keep)
+    root = Path(root)
     final = root / name
     with _checkpoint_dir(final, d) as tmp:
         barrier(d)  # rank 0 has created the directory
@@ -156,6 +186,56 @@ def save_checkpoint(root: Path, step: int, model, opt, meta: dict, d: Dist, devi
     return final
 
 
+def _save_remote(root: str, name: str, model, opt, meta: dict, d: Dist, device: str, keep: int) -> str:
+    """The object-store path of :func:`save_checkpoint`: every file under this save's attempt
+    prefix, then ``meta.json`` (the commit record, naming the prefix), then ``latest``."""
+    import torch
+    from safetensors.torch import save_model
+
+    attempt = _shared_attempt(d)
+    final = fs.join(root, name)
+    prefix = fs.join(final, store.attempt_root(attempt))
+    with tempfile.TemporaryDirectory(prefix="curate-ckpt-") as tmp_name:
+        tmp = Path(tmp_name)
+        rng = tmp / f"rng-rank{d.rank}.pt"
+        torch.save(_rng_state(device), rng)
+        fs.put_file(rng, fs.join(prefix, rng.name))
+        barrier(d)  # every rank's RNG state is uploaded
+        if d.main:
+            save_model(model, str(tmp / "model.safetensors"))
+            torch.save(opt.state_dict(), tmp / "optim.pt")
+            for file in CHECKED_FILES:
+                write_sidecar(tmp / file)
+                for part in (file, file + ".sha256"):
+                    fs.put_file(tmp / part, fs.join(prefix, part))
+            record = {**meta, "root": store.attempt_root(attempt)}
+            fs.write_text(fs.join(final, "meta.json"), json.dumps(record, indent=2, sort_keys=True))
+            fs.write_text(fs.join(root, "latest"), name + "\n")
+            store.collect(final, keep=attempt)
+            steps = sorted(n for n in fs.listdir(root) if n.startswith("step-"))
+            for old in steps[:-keep] if keep > 0 else []:
+                fs.remove(fs.join(root, old), recursive=True)
+    barrier(d)
+    return final
+
+
+def _shared_attempt(d: Dist) -> str:
+    """A fresh attempt id, the same on every rank (rank 0's, broadcast)."""
+    attempt = [store.new_attempt() if d.main else None]
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(attempt, src=0)
+    return attempt[0]
+
+
+def _checkpoint_file(path: Path | str, meta: dict, name: str) -> Path:
+    """A checkpoint file as a local path (remote ones fetched, with their sidecar, into the cache)."""
+    if not fs.is_remote(path):
+        return Path(path) / name
+    return store.fetch(fs.join(store.base(path, meta), name))
+
+
 def _checkpoint_dir(final: Path, d: Dist):
     """The temporary checkpoint directory: created and renamed into place by rank 0, shared by all ranks."""
     return atomic_dir(final, tag="ckpt") if d.main else nullcontext(temp_sibling(final, "ckpt"))
@@ -173,40 +253,51 @@ def check_resumable(meta: dict, expected: dict, path: Path) -> None:
                               "which would repeat or skip data; train into a new `out` or pass --no-resume")
 
 
-def load_checkpoint(path: Path, model, opt, d: Dist, device: str) -> int:
+def load_checkpoint(path: Path | str, model, opt, d: Dist, device: str) -> int:
     """Restore model, optimizer and this rank's RNG; return the step to continue from."""
     import torch
     from safetensors.torch import load_model
 
+    meta = read_meta(path)
+    files = {f: _checkpoint_file(path, meta, f) for f in (*CHECKED_FILES, f"rng-rank{d.rank}.pt")}
     for file in CHECKED_FILES:
-        verify_file(path / file, what="checkpoint file")
-    load_model(model, str(path / "model.safetensors"), device=str(device))
-    opt.load_state_dict(torch.load(path / "optim.pt", map_location=device, weights_only=True))
-    rng = torch.load(path / f"rng-rank{d.rank}.pt", weights_only=True)
+        verify_file(files[file], what="checkpoint file")
+    load_model(model, str(files["model.safetensors"]), device=str(device))
+    opt.load_state_dict(torch.load(files["optim.pt"], map_location=device, weights_only=True))
+    rng = torch.load(files[f"rng-rank{d.rank}.pt"], weights_only=True)
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and device.startswith("cuda"):
         torch.cuda.set_rng_state(rng["cuda"], device)
-    return int(json.loads((path / "meta.json").read_text(encoding="utf-8"))["step"])
+    return int(meta["step"])
 
 
 # --------------------------------------------------------------------------- logging
 
 
 class Logger:
-    """JSONL always (rank 0), TensorBoard when installed, a tqdm bar when asked."""
+    """JSONL always (rank 0), TensorBoard when installed, a tqdm bar when asked.
+
+    With a remote ``out`` both are written in a local directory (the existing ``log.jsonl``
+    fetched first, so a resumed run appends) and uploaded by :meth:`sync`."""
 
     def __init__(self, cfg: TrainConfig, d: Dist, start: int):
         self.enabled = d.main
-        self.path = Path(cfg.out) / "log.jsonl"
+        self.out = cfg.out
+        self.remote = fs.is_remote(cfg.out)
+        self.local = Path(tempfile.mkdtemp(prefix="curate-train-log-")) if self.remote and self.enabled \
+            else Path(cfg.out)
+        self.path = self.local / "log.jsonl"
         self.tb = self.bar = None
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.remote and fs.exists(fs.join(cfg.out, "log.jsonl")):
+            self.path.write_bytes(fs.read_bytes(fs.join(cfg.out, "log.jsonl")))
         if cfg.log.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(Path(cfg.out) / "tensorboard"))
+                self.tb = SummaryWriter(str(self.local / "tensorboard"))
             except ImportError:
                 self.tb = None
         if cfg.log.progress:
@@ -233,11 +324,25 @@ class Logger:
         if self.bar is not None:
             self.bar.update(n)
 
+    def sync(self) -> None:
+        """Upload the log (and TensorBoard events) when ``out`` is remote (rank 0)."""
+        if not (self.enabled and self.remote):
+            return
+        if self.tb is not None:
+            self.tb.flush()
+        if self.path.is_file():
+            fs.put_file(self.path, fs.join(self.out, "log.jsonl"))
+        if (self.local / "tensorboard").is_dir():
+            fs.put_tree(self.local / "tensorboard", fs.join(self.out, "tensorboard"))
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.tb is not None:
             self.tb.close()
+        self.sync()
+        if self.remote and self.enabled:
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- training
@@ -361,7 +466,7 @@ def _resume(cfg: TrainConfig, d: Dist, device: str, model, opt, expected: dict) 
     ckpt = latest_checkpoint(checkpoint_root(cfg))
     if ckpt is None:
         return None
-    check_resumable(json.loads((ckpt / "meta.json").read_text(encoding="utf-8")), expected, ckpt)
+    check_resumable(read_meta(ckpt), expected, ckpt)
     return load_checkpoint(ckpt, model, opt, d, device)
 
 
@@ -475,6 +580,7 @@ def _after_step(run: Run, done: int, lr: float, stop_after: int | None, meter: _
     if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == last:
         save_checkpoint(checkpoint_root(cfg), done, run.model, run.opt, run.meta(done), run.d, run.device,
                         cfg.checkpoint.keep)
+        logger.sync()
 
 
 def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, d: Dist, device: str,
@@ -490,7 +596,7 @@ def evaluate_model(cfg: TrainConfig, model, shards, heldout, mcfg: ModelConfig, 
             record["heldout_loss"] = heldout_loss(model, heldout, batch_size=cfg.batch.micro_batch,
                                                   max_batches=cfg.eval.heldout_batches, device=device)
         if cfg.eval.benchmarks:
-            tok = load_tokenizer(shards.root, required_token=EOS)
+            tok = load_tokenizer(shards.tokenizer_path, required_token=EOS)
             for path in cfg.eval.benchmarks:
                 items = load_benchmark(path, cfg.eval.max_examples)
                 scores = multiple_choice_accuracy(model, tok, items, eos_id=shards.eos_id,

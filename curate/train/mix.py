@@ -13,10 +13,13 @@ Single process (pyarrow); the output is a stage-like directory::
 
     OUT/data/part-00000.parquet …   columns: position, source, id, text, epoch, group, tokens
     OUT/_manifest.json              spec, per-source tokens/documents/epochs, shard sha256
+
+Sources, the spec, the tokenizer and OUT may be URIs (``s3://…``): sources are read through
+:mod:`curate.io.fs` (a ``curate run`` stage through its committed manifest), and OUT is built
+locally and published by :mod:`curate.train.store` (on object stores: attempt prefix, manifest last).
 """
 from __future__ import annotations
 
-import glob as globlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +29,11 @@ import numpy as np
 import yaml
 
 from curate.core import CurateError
-from curate.integrity import atomic_dir, sha256_file
+from curate.integrity import sha256_file
+from curate.io import fs
 from curate.io.jsonl import read_records
+from curate.io.shards import shard_uris
+from curate.train import store
 from curate.train.sampling import seeded_hash64
 
 SPEC_KEYS = {"name", "sources", "total_tokens", "seed", "max_epochs", "tokenizer",
@@ -39,7 +45,7 @@ ORDER, GROUP = "order", "group"
 @dataclass(frozen=True)
 class SourceSpec:
     name: str
-    path: Path
+    path: str | Path  # a local path or a URI
     weight: float | None = None
     tokens: int | None = None
     max_epochs: float = 1.0
@@ -50,7 +56,7 @@ class MixtureSpec:
     sources: tuple[SourceSpec, ...]
     total_tokens: int | None = None
     seed: int = 0
-    tokenizer: Path | None = None
+    tokenizer: str | Path | None = None
     bytes_per_token: float = 4.0
     rows_per_shard: int = 100_000
     name: str = "mixture"
@@ -80,15 +86,15 @@ class Source:
 
 
 def load_spec(path: str | Path) -> MixtureSpec:
-    """Parse and validate a mixture YAML (``yaml.safe_load``); paths resolve against it."""
-    path = Path(path)
-    if not path.is_file():
+    """Parse and validate a mixture YAML (``yaml.safe_load``; a path or a URI); paths resolve against it."""
+    path = fs.resolve(path, Path.cwd())
+    if not fs.isfile(path):
         raise CurateError(f"mixture spec not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return parse_spec(raw, base_dir=path.resolve().parent)
+    raw = yaml.safe_load(fs.read_text(path)) or {}
+    return parse_spec(raw, base_dir=fs.parent(path))
 
 
-def parse_spec(raw: dict, base_dir: Path = Path(".")) -> MixtureSpec:
+def parse_spec(raw: dict, base_dir: str | Path = Path(".")) -> MixtureSpec:
     if not isinstance(raw, dict):
         raise CurateError("mixture spec must be a mapping with a 'sources' key")
     _check_keys("mixture spec", raw, SPEC_KEYS)
@@ -132,24 +138,34 @@ def _check_keys(what: str, raw: dict, valid: set[str]) -> None:
         raise CurateError(f"{what}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
 
 
-def _resolve(p: str | Path, base_dir: Path) -> Path:
-    p = Path(p).expanduser()
-    return p if p.is_absolute() else (base_dir / p).resolve()
+def _resolve(p: str | Path, base_dir: str | Path) -> str:
+    """A URI unchanged; a relative path against the spec's directory (itself maybe a URI)."""
+    text = str(p)
+    if fs.is_remote(text):
+        return text
+    if fs.is_remote(base_dir) and not Path(text).expanduser().is_absolute():
+        return fs.join(base_dir, text)
+    return fs.resolve(text, Path.cwd() if fs.is_remote(base_dir) else base_dir)
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def source_files(path: Path) -> list[Path]:
-    """The data files of a source: a stage directory (``data/part-*``), a dir, a glob or a file."""
-    if path.is_dir():
-        if (path / "_manifest.json").exists() and (path / "data").is_dir():
-            path = path / "data"
-        files = sorted(p for p in path.iterdir() if _is_data_file(p))
-    elif any(ch in str(path) for ch in "*?["):
-        files = sorted(Path(p) for p in globlib.glob(str(path)) if _is_data_file(Path(p)))
-    elif path.is_file():
-        files = [path]
+def source_files(path: str | Path) -> list[str]:
+    """The data files of a source (a path or a URI): the shards a committed manifest lists (a
+    ``curate run`` stage or a ``curate mix`` output), else a directory's files, a glob or a file."""
+    path = str(path)
+    globbed = any(ch in path for ch in "*?[")
+    manifest = None if globbed else store.read_json(fs.join(path, store.MANIFEST))
+    if manifest and "outputs" in manifest:
+        files = shard_uris(path, manifest["outputs"]["data"])
+    elif manifest and manifest.get("kind") == "mixture":
+        files = [fs.join(store.base(path, manifest), s["file"]) for s in manifest["shards"]]
+    elif globbed or fs.exists(path):
+        if manifest is not None and fs.isdir(fs.join(path, "data")):  # a stage-like directory
+            path = fs.join(path, "data")
+        root, rels = fs.list_files(path)
+        files = [fs.join(root, r) for r in rels if _is_data_file(r) and (globbed or "/" not in r)]
     else:
         raise CurateError(f"mixture source not found: {path}")
     if not files:
@@ -157,19 +173,27 @@ def source_files(path: Path) -> list[Path]:
     return files
 
 
-def _is_data_file(p: Path) -> bool:
-    return p.is_file() and p.name.endswith((".parquet", ".jsonl", ".jsonl.gz", ".json"))
+def _is_data_file(name: str) -> bool:
+    return fs.name(name).endswith((".parquet", ".jsonl", ".jsonl.gz", ".json")) and not fs.name(name).startswith("_")
 
 
-def read_source_table(path: Path):
+def _read_parquet(uri: str, **kwargs):
+    import pyarrow.parquet as pq
+
+    if not fs.is_remote(uri):
+        return pq.read_table(fs.strip_file_scheme(uri), **kwargs)
+    with fs.open_file(uri, "rb") as fh:
+        return pq.read_table(fh, **kwargs)
+
+
+def read_source_table(path: str | Path):
     """Read ``id``, ``text`` and, when present, ``order``/``group`` into one pyarrow Table."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     tables = []
     for f in source_files(path):
-        if f.name.endswith(".parquet"):
-            t = pq.read_table(f)
+        if f.endswith(".parquet"):
+            t = _read_parquet(f)
         else:
             t = pa.Table.from_pylist(list(_jsonl_rows(f)))
         missing = {"id", "text"} - set(t.column_names)
@@ -191,7 +215,7 @@ def _field(t, name: str):
     return pa.field(name, kind)
 
 
-def _jsonl_rows(path: Path) -> Iterator[dict]:
+def _jsonl_rows(path: str) -> Iterator[dict]:
     for _, row in read_records(path, hint="; clean it with `curate run` first"):
         yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP) if k in row}
 
@@ -299,8 +323,8 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
     """Materialise ``spec`` into ``out_dir`` atomically; return the manifest."""
     import pyarrow as pa
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
+    out_dir = fs.resolve(out_dir, Path.cwd())
+    if (store.committed(out_dir) if fs.is_remote(out_dir) else Path(out_dir).exists()) and not overwrite:
         raise CurateError(f"{out_dir} exists; pass --force to rebuild the mixture")
     count = token_counter(spec)
     sources = []
@@ -319,7 +343,7 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
                           src.spec.name, epoch, unit.key, si, unit))
     picks.sort(key=lambda p: p[:4])
 
-    with atomic_dir(out_dir) as tmp:
+    with store.building(out_dir) as tmp:
         (tmp / "data").mkdir()
         shards = _write_shards(tmp / "data", _rows(picks, sources), spec.rows_per_shard)
         manifest = _manifest(spec, sources, targets, picks, shards)
@@ -391,14 +415,14 @@ def _source_stats(src: Source, target: int, picks: list) -> dict:
 
 
 def iter_mixture_texts(path: str | Path, batch_rows: int = 1024) -> Iterator[list[str]]:
-    """Texts of a mixture (or any source) in order, in batches: the input of ``curate tokenize``."""
+    """Texts of a mixture (or any source; a path or a URI) in order, in batches: the input of ``curate tokenize``."""
     import pyarrow.parquet as pq
 
-    for f in source_files(Path(path)):
-        if f.name.endswith(".parquet"):
-            pf = pq.ParquetFile(f)
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=["text"]):
-                yield batch.column(0).to_pylist()
+    for f in source_files(path):
+        if f.endswith(".parquet"):
+            with fs.open_file(f, "rb") as fh:
+                for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows, columns=["text"]):
+                    yield batch.column(0).to_pylist()
         else:
             rows = [r["text"] for r in _jsonl_rows(f)]
             for i in range(0, len(rows), batch_rows):

@@ -7,10 +7,17 @@
   boundaries. :class:`TokenShards` reads them back as one token stream.
 - :func:`tokenize_spark` is the same for large mixtures: one Spark task per shard of
   consecutive mixture positions, the same token stream.
+
+The input, the tokenizer and the output may be URIs (``s3://…``). The output is built locally
+and published by :mod:`curate.train.store` (on object stores: shards under an attempt prefix,
+the manifest last); the Spark path's tasks write their shards straight into that prefix.
+:class:`TokenShards` over a URI fetches each shard once into the local cache
+(``$CURATE_CACHE``) and checks it against the manifest's sha256 before memory-mapping it.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -21,13 +28,15 @@ import numpy as np
 from curate.core import CurateError
 from curate.integrity import (
     TOKENIZER_FILE,
-    atomic_dir,
     atomic_file,
     load_tokenizer,
     sha256_file,
     tokenizer_file,
+    verify_digest,
     write_sidecar,
 )
+from curate.io import fs
+from curate.train import store
 from curate.train.tokenizer import EOS
 
 MANIFEST = "_manifest.json"
@@ -45,22 +54,28 @@ def encode_documents(tok, texts: list[str], eos_id: int, dtype: np.dtype) -> lis
     return [np.array(e.ids + [eos_id], dtype=dtype) for e in tok.encode_batch(texts)]
 
 
-def write_shard(out_dir: Path, index: int, docs: list[np.ndarray], dtype: np.dtype) -> dict:
+def write_shard(out_dir: str | Path, index: int, docs: list[np.ndarray], dtype: np.dtype) -> dict:
     """Write ``shard-<index>.bin`` (the documents back to back) and its offsets; return its entry.
 
-    Files are written under temporary names and renamed, so a retried or speculative Spark task
-    never leaves a torn shard.
+    Locally files are written under temporary names and renamed, so a retried or speculative
+    Spark task never leaves a torn shard; on an object store each file is one PUT (whole or absent).
     """
     name = f"shard-{index:05d}"
     tokens = np.concatenate(docs).astype(dtype, copy=False) if docs else np.zeros(0, dtype)
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     np.cumsum([len(d) for d in docs], out=offsets[1:])
-    for suffix, write in ((".bin", tokens.tofile), (".idx.npy", lambda f: np.save(f, offsets))):
-        with atomic_file(out_dir / f"{name}{suffix}") as tmp, open(tmp, "wb") as fh:
-            write(fh)
+    buf = io.BytesIO()
+    np.save(buf, offsets)
+    digests = {}
+    for suffix, blob in ((".bin", tokens.tobytes()), (".idx.npy", buf.getvalue())):
+        if fs.is_remote(out_dir):
+            fs.write_bytes(fs.join(out_dir, f"{name}{suffix}"), blob)
+        else:
+            with atomic_file(Path(out_dir) / f"{name}{suffix}") as tmp:
+                tmp.write_bytes(blob)
+        digests[suffix] = hashlib.sha256(blob).hexdigest()
     return {"file": f"{name}.bin", "offsets": f"{name}.idx.npy", "tokens": int(len(tokens)),
-            "documents": len(docs), "sha256": sha256_file(out_dir / f"{name}.bin"),
-            "offsets_sha256": sha256_file(out_dir / f"{name}.idx.npy")}
+            "documents": len(docs), "sha256": digests[".bin"], "offsets_sha256": digests[".idx.npy"]}
 
 
 class _ShardWriter:
@@ -86,11 +101,12 @@ class _ShardWriter:
 
 def write_token_shards(batches: Iterable[list[str]], tokenizer_path: str | Path, out_dir: str | Path, *,
                        shard_tokens: int = 1 << 26, source: str = "", overwrite: bool = False) -> dict:
-    """Encode text batches (in order) into token shards under ``out_dir`` atomically; return the manifest."""
-    out_dir = Path(out_dir)
+    """Encode text batches (in order) into token shards under ``out_dir`` (a path or URI)
+    atomically; return the manifest."""
+    out_dir = fs.resolve(out_dir, Path.cwd())
     tok, tok_file = _prepare(tokenizer_path, out_dir, overwrite)
     eos_id, dtype = tok.token_to_id(EOS), token_dtype(tok.get_vocab_size())
-    with atomic_dir(out_dir) as tmp:
+    with store.building(out_dir) as tmp:
         writer = _ShardWriter(tmp, dtype, shard_tokens)
         for texts in batches:
             for doc in encode_documents(tok, [t or "" for t in texts], eos_id, dtype):
@@ -99,11 +115,16 @@ def write_token_shards(batches: Iterable[list[str]], tokenizer_path: str | Path,
         return _finish(tmp, writer.shards, tok, tok_file, source)
 
 
-def _prepare(tokenizer_path: str | Path, out_dir: Path, overwrite: bool):
-    """Check the output may be (re)written; load the verified tokenizer."""
-    if out_dir.exists() and not overwrite:
+def _prepare(tokenizer_path: str | Path, out_dir: str, overwrite: bool):
+    """Check the output may be (re)written; load the verified tokenizer (a path or a URI)."""
+    exists = store.committed(out_dir) if fs.is_remote(out_dir) else Path(out_dir).exists()
+    if exists and not overwrite:
         raise CurateError(f"{out_dir} exists; pass --force to rewrite the token shards")
-    return load_tokenizer(tokenizer_path, required_token=EOS), tokenizer_file(tokenizer_path)
+    tok = load_tokenizer(tokenizer_path, required_token=EOS)
+    if fs.is_remote(tokenizer_path):
+        name = str(tokenizer_path).rstrip("/")
+        return tok, store.fetch(name if name.endswith(".json") else fs.join(name, TOKENIZER_FILE))
+    return tok, tokenizer_file(tokenizer_path)
 
 
 def _finish(tmp: Path, shards: list[dict], tok, tok_file: Path, source: str) -> dict:
@@ -132,17 +153,34 @@ def tokenize_spark(spark, mixture_dir: str | Path, tokenizer_path: str | Path, o
     (which must be on a filesystem the executors share). Only one summary row per shard comes
     back to the driver. The token stream equals the single-process one.
     """
-    mixture_dir, out_dir = Path(mixture_dir), Path(out_dir)
-    data = mixture_dir / "data"
-    if not data.is_dir() or not list(data.glob("part-*.parquet")):
-        raise CurateError(f"{mixture_dir} is not a `curate mix` output (data/part-*.parquet missing)")
+    mixture_dir, out_dir = fs.resolve(mixture_dir, Path.cwd()), fs.resolve(out_dir, Path.cwd())
+    manifest = store.read_json(fs.join(mixture_dir, store.MANIFEST))
+    if not manifest or manifest.get("kind") != "mixture" or not manifest.get("shards"):
+        raise CurateError(f"{mixture_dir} is not a `curate mix` output (no mixture {store.MANIFEST})")
+    base, rels = store.base(mixture_dir, manifest), [s["file"] for s in manifest["shards"]]
     tok, tok_file = _prepare(tokenizer_path, out_dir, overwrite)
-    with atomic_dir(out_dir) as tmp:
-        shards = _spark_shards(spark, mixture_dir, data, tok, str(tmp), docs_per_shard)
+    attempt = store.new_attempt()
+    with store.building(out_dir, attempt=attempt) as tmp:
+        target = fs.join(out_dir, store.attempt_root(attempt)) if fs.is_remote(out_dir) else str(tmp)
+        shards = _spark_shards(spark, mixture_dir, _mixture_frame(spark, base, rels), tok, target, docs_per_shard)
         return _finish(tmp, shards, tok, tok_file, str(mixture_dir))
 
 
-def _spark_shards(spark, mixture_dir: Path, data: Path, tok, target: str, docs_per_shard: int) -> list[dict]:
+def _mixture_frame(spark, base: str, rels: list[str]):
+    """``(position, text)`` of a mixture's shards: Spark's reader for local files, task-side
+    pyarrow reads (:func:`curate.io.shards.read_shards`) for URIs."""
+    if not fs.is_remote(base):
+        return spark.read.parquet(*[fs.join(fs.strip_file_scheme(base), r) for r in rels])
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    from curate.io.shards import read_shards
+
+    schema = StructType([StructField("position", LongType()), StructField("text", StringType())])
+    return read_shards(spark, base, {"format": "parquet", "schema": schema.jsonValue(),
+                                     "shards": [{"file": r} for r in rels]})
+
+
+def _spark_shards(spark, mixture_dir: str, df, tok, target: str, docs_per_shard: int) -> list[dict]:
     """Write every shard from a Spark task into ``target``; return their entries in order."""
     import pandas as pd
     from pyspark.sql import functions as F
@@ -156,10 +194,9 @@ def _spark_shards(spark, mixture_dir: Path, data: Path, tok, target: str, docs_p
         pdf = pdf.sort_values("position")
         worker_tok = Tokenizer.from_str(tok_json)
         docs = encode_documents(worker_tok, [t or "" for t in pdf["text"]], eos_id, dtype)
-        entry = write_shard(Path(target), int(pdf["shard"].iloc[0]), docs, dtype)
+        entry = write_shard(target, int(pdf["shard"].iloc[0]), docs, dtype)
         return pd.DataFrame([{"shard": int(pdf["shard"].iloc[0]), "entry": json.dumps(entry)}])
 
-    df = spark.read.parquet(str(data))
     if "position" not in df.columns:
         raise CurateError(f"{mixture_dir}: no 'position' column; tokenize a `curate mix` output")
     summary = (df.select("position", "text")
@@ -180,21 +217,30 @@ def fingerprint(manifest: dict) -> str:
 
 
 class TokenShards:
-    """The shards of a directory as one memory-mapped token stream (EOS between documents)."""
+    """The shards of a directory (a path or a URI) as one memory-mapped token stream (EOS between
+    documents). Remote shards are fetched into the local cache once and checked against the
+    manifest's sha256 before use; local ones only when ``verify``."""
 
     def __init__(self, root: str | Path, *, verify: bool = False):
-        self.root = Path(root)
-        path = self.root / MANIFEST
-        if not path.is_file():
+        self.remote = fs.is_remote(root)
+        self.root = str(root).rstrip("/") if self.remote else Path(fs.strip_file_scheme(str(root)))
+        path = fs.join(self.root, MANIFEST)
+        manifest = store.read_json(path) if self.remote or Path(path).is_file() else None
+        if manifest is None:
             raise CurateError(f"no token shards at {self.root} ({MANIFEST} missing); run `curate tokenize`")
-        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        self.manifest = manifest
         if self.manifest.get("kind") != "token_shards":
             raise CurateError(f"{path} is not a token-shard manifest")
+        base = store.base(self.root, self.manifest)
+        shards = self.manifest["shards"]
+        self.files = [self._local(base, s["file"], s["sha256"]) for s in shards]
+        self.offset_files = [self._local(base, s["offsets"], s.get("offsets_sha256")) for s in shards]
+        self.tokenizer_path = self._local(base, TOKENIZER_FILE, None)
         if verify:
             self.verify()
         self.dtype = np.dtype(self.manifest["dtype"])
-        self.arrays = [np.memmap(self.root / s["file"], dtype=self.dtype, mode="r", shape=(s["tokens"],))
-                       for s in self.manifest["shards"]]
+        self.arrays = [np.memmap(f, dtype=self.dtype, mode="r", shape=(s["tokens"],))
+                       for f, s in zip(self.files, shards)]
         self.starts = np.concatenate([[0], np.cumsum([len(a) for a in self.arrays])]).astype(np.int64)
 
     @property
@@ -212,11 +258,20 @@ class TokenShards:
     def __len__(self) -> int:
         return int(self.starts[-1])
 
+    def _local(self, base: str, name: str, sha256: str | None) -> Path:
+        """The local file of ``name``: itself, or (remote) a cached copy checked against ``sha256``."""
+        if not self.remote:
+            return Path(base) / name
+        local = store.fetch(fs.join(base, name))
+        if sha256 is not None:
+            verify_digest(local, sha256, what="token shard", source=f"{fs.join(self.root, MANIFEST)}")
+        return local
+
     def verify(self) -> None:
         """Check every shard against the sha256 in the manifest."""
-        for s in self.manifest["shards"]:
-            if sha256_file(self.root / s["file"]) != s["sha256"]:
-                raise CurateError(f"{self.root / s['file']} does not match its manifest sha256; "
+        for f, s in zip(self.files, self.manifest["shards"]):
+            if sha256_file(f) != s["sha256"]:
+                raise CurateError(f"{fs.join(self.root, s['file'])} does not match its manifest sha256; "
                                   "re-run `curate tokenize`")
 
     def slice(self, start: int, stop: int) -> np.ndarray:
@@ -234,6 +289,5 @@ class TokenShards:
 
     def document_offsets(self) -> np.ndarray:
         """Start of every document in stream coordinates (plus the end)."""
-        parts = [np.load(self.root / s["offsets"])[:-1] + base
-                 for s, base in zip(self.manifest["shards"], self.starts[:-1])]
+        parts = [np.load(f)[:-1] + base for f, base in zip(self.offset_files, self.starts[:-1])]
         return np.concatenate(parts + [np.array([len(self)], dtype=np.int64)])

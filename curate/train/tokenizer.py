@@ -5,11 +5,13 @@ the one loader used by token budgets, mixtures, token shards and evaluation.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from curate.core import CurateError
-from curate.integrity import atomic_file, write_sidecar
+from curate.integrity import atomic_file, sidecar_path, write_sidecar
+from curate.io import fs
 from curate.train.sampling import seeded_hash64
 
 EOS = "<|endoftext|>"
@@ -32,8 +34,9 @@ def sample_texts(batches: Iterable[list[str]], *, fraction: float = 1.0, max_cha
 
 
 def train_tokenizer(texts: Iterable[str], out_path: str | Path, *, vocab_size: int = 8192,
-                    min_frequency: int = 2) -> Path:
-    """Train a byte-level BPE tokenizer with ``<|endoftext|>`` as id 0; write JSON + sha256."""
+                    min_frequency: int = 2) -> Path | str:
+    """Train a byte-level BPE tokenizer with ``<|endoftext|>`` as id 0; write JSON + sha256
+    (``out_path`` may be a URI)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if vocab_size < 300:
@@ -45,6 +48,14 @@ def train_tokenizer(texts: Iterable[str], out_path: str | Path, *, vocab_size: i
                                   special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
+    if fs.is_remote(out_path):  # saved locally, then the file and its sidecar uploaded
+        with tempfile.TemporaryDirectory(prefix="curate-tok-") as tmp:
+            local = Path(tmp) / fs.name(out_path)
+            tok.save(str(local))
+            write_sidecar(local)
+            fs.put_file(local, out_path)
+            fs.put_file(sidecar_path(local), f"{out_path}.sha256")
+        return out_path
     out_path = Path(out_path)
     with atomic_file(out_path) as tmp:
         tok.save(str(tmp))
