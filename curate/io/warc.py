@@ -97,40 +97,38 @@ def looks_binary(payload: bytes) -> bool:
 
 
 def decode_html(payload: bytes, declared: str | None) -> tuple[str | None, str, list[str]]:
-    """``(text or None, charset used, repairs)``: the HTTP charset, else the ``<meta>`` charset,
-    else detection (uchardet via Resiliparse when installed), each tried strictly; the best
-    guess with replacement characters as the last resort (None when more than 1% are replaced)."""
-    repairs: list[str] = []
+    """``(text or None, charset used, repairs)``.
+
+    A byte-order mark wins; then strict UTF-8 (valid multi-byte UTF-8 is almost never an
+    accident, and mislabelled UTF-8 is the common web error), the HTTP charset, the ``<meta>``
+    charset, detection (uchardet via Resiliparse, WHATWG names), cp1252, each tried strictly;
+    the first with U+FFFD replacements is the last resort (None when over 1% is replaced).
+    """
     for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if payload.startswith(bom):
-            declared = name
-            break
-    candidates = []
-    if _codec(declared):
-        candidates.append(_codec(declared))
-    elif declared:
-        repairs.append("unknown_charset")
+            return payload.decode(name, errors="replace").lstrip("\ufeff"), name, []
+    given = _codec(declared)
+    repairs = ["unknown_charset"] if declared and not given else []
+    if payload.isascii():
+        return payload.decode("ascii"), "ascii", repairs
     meta = _META_CHARSET.search(payload[:4096])
-    if meta and _codec(meta.group(1).decode("ascii", "replace")):
-        candidates.append(_codec(meta.group(1).decode("ascii")))
-    candidates += [c for c in (_detect(payload), "utf-8", "cp1252") if c]
-    seen = []
+    candidates = ["utf-8", given, _codec(meta.group(1).decode("ascii", "replace")) if meta else None,
+                  _detect(payload), "cp1252"]
+    tried: list[str] = []
     for codec in candidates:
-        if codec in seen:
+        if not codec or codec in tried:
             continue
-        seen.append(codec)
+        tried.append(codec)
         try:
             text = payload.decode(codec)
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             continue
-        if _codec(declared) and codec != _codec(declared):
-            repairs.append("charset_mismatch")
-        return text.lstrip("\ufeff"), codec, repairs
-    codec = seen[0]
+        return text, codec, repairs + (["charset_mismatch"] if given and codec != given else [])
+    codec = given or tried[1 if len(tried) > 1 else 0]
     text = payload.decode(codec, errors="replace")
     if text.count("\ufffd") > MAX_REPLACED_FRACTION * max(len(text), 1):
         return None, codec, repairs
-    return text.lstrip("\ufeff"), codec, repairs + ["invalid_bytes_replaced"]
+    return text, codec, repairs + ["invalid_bytes_replaced"]
 
 
 def _detect(payload: bytes) -> str | None:
