@@ -13,10 +13,10 @@ from curate.config import Pipeline, StageCall
 from curate.core import ID, REJECT_REASON, StageContext, StageOutput, get_stage
 from curate.engine.manifest import config_hash, stage_attempt
 from curate.io import fs
-from curate.io.accounting import materialize_read, reason_counts, total_chars, write_verified
+from curate.io.accounting import materialize_read, write_verified
 from curate.io.layout import DATA_DIR, FINAL_DIR, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
 from curate.io.read import fingerprint_files, read_documents
-from curate.io.shards import load_manifest, read_shards, read_stage, shard_uris
+from curate.io.shards import load_manifest, read_shards, read_stage, reason_counts, shard_uris, total_chars
 
 
 def _now() -> str:
@@ -86,32 +86,37 @@ class StageStep:
             out = get_stage(self.name).fn(df, ctx, **self.call.params)
             if not isinstance(out, StageOutput):
                 raise RuntimeError(f"stage '{self.name}' returned {type(out).__name__}, not StageOutput")
-            outputs, kept, rejected = self._write(spark, work, out, per_shard)
-            reasons = reason_counts(rejected) if rejected is not None else {}
+            outputs, written = self._write(spark, work, out, per_shard)
+            kept, rejected = work.read(spark, outputs["data"]), None
+            if "rejected" in outputs:
+                rejected = work.read(spark, outputs["rejected"])
+            reasons = reason_counts(written["rejected"])
             rows_out = outputs["data"]["rows"]
             if rows_out + sum(reasons.values()) != rows_in:
                 raise RuntimeError(f"stage '{self.name}' lost rows: {rows_in} in, {rows_out} kept, "
                                    f"{sum(reasons.values())} rejected")
             extra = out.stats(kept, rejected) if callable(out.stats) else dict(out.stats)
-            stats = {"rows_in": rows_in, "rows_out": rows_out, "rejected": reasons, "chars_out": total_chars(kept),
-                     "chars_rejected": total_chars(rejected) if rejected is not None else 0, **extra}
+            stats = {"rows_in": rows_in, "rows_out": rows_out, "rejected": reasons,
+                     "chars_out": total_chars(written["data"]), "chars_rejected": total_chars(written["rejected"]),
+                     **extra}
             guard()
             work.commit(manifest_for(self.name, self.call.index, self.call.params, cfg, fp, outputs, stats,
                                      started, t0, upstream=fs.name(upstream), order_by=out.order_by,
                                      artifacts=dict(sorted(ctx.artifacts.items()))))
         return load_manifest(target)
 
-    def _write(self, spark, work, out: StageOutput, per_shard: int):
+    def _write(self, spark, work, out: StageOutput, per_shard: int) -> tuple[dict, dict]:
+        """Write kept (and rejected) rows; the manifest entries and the written shards of each."""
         kept_shards = write_verified(out.kept, work.path(DATA_DIR), order_by=out.order_by, rows_per_shard=per_shard)
         outputs = {"data": work.entry(kept_shards, out.kept.schema, "parquet")}
-        rejected = None
+        written = {"data": kept_shards, "rejected": []}
         if out.rejected is not None:
             if REJECT_REASON not in out.rejected.columns:
                 raise RuntimeError(f"stage '{self.name}': rejected rows need a '{REJECT_REASON}' column")
-            rej_shards = write_verified(out.rejected, work.path(REJECTED_DIR), order_by=ID, rows_per_shard=per_shard)
-            outputs["rejected"] = work.entry(rej_shards, out.rejected.schema, "parquet")
-            rejected = work.read(spark, outputs["rejected"])
-        return outputs, work.read(spark, outputs["data"]), rejected
+            written["rejected"] = write_verified(out.rejected, work.path(REJECTED_DIR), order_by=ID,
+                                                 rows_per_shard=per_shard)
+            outputs["rejected"] = work.entry(written["rejected"], out.rejected.schema, "parquet")
+        return outputs, written
 
 
 def _table_writer(spark, work, rows_per_shard: int):

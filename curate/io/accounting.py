@@ -5,10 +5,10 @@ repairs (BOM, invalid UTF-8, NUL) are counted per kind; file-level problems are 
 """
 from __future__ import annotations
 
-from curate.core import ID, REJECT_REASON, TEXT
+from curate.core import ID
 from curate.io.layout import DATA_DIR, QUARANTINE_DIR
 from curate.io.read import QUARANTINE_COLUMNS
-from curate.io.shards import write_shards
+from curate.io.shards import total_chars, write_shards
 
 QUARANTINE_ORDER = ["file", "line", "kind", "reason"]
 
@@ -28,16 +28,6 @@ def write_verified(df, out_dir: str, *, order_by, rows_per_shard: int, fmt: str 
     if written != rows:
         raise RuntimeError(f"{out_dir}: wrote {written} rows, expected {rows}")
     return shards
-
-
-def reason_counts(df, column: str = REJECT_REASON) -> dict[str, int]:
-    return {r[column]: r["count"] for r in df.groupBy(column).count().orderBy(column).collect()}
-
-
-def total_chars(df) -> int:
-    from pyspark.sql import functions as F
-
-    return int(df.agg(F.coalesce(F.sum(F.length(TEXT)), F.lit(0))).first()[0]) if TEXT in df.columns else 0
 
 
 def repair_counts(docs) -> dict[str, int]:
@@ -62,7 +52,7 @@ def materialize_read(spark, result, work, quarantine_work, rows_per_shard: int) 
     stats = {"files": len(result.files), "rows_in": rows_out + quarantine["records"], "rows_out": rows_out,
              "quarantined": quarantine["records"], "quarantine_reasons": quarantine["reasons"],
              "file_problems": quarantine["file_problems"], "repairs": repairs,
-             "chars_out": total_chars(work.read(spark, data))}
+             "chars_out": total_chars(shards)}
     return {"data": data, "quarantine": quarantine["entry"]}, stats
 
 

@@ -10,28 +10,48 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.core import ID, CurateError
+from curate.core import ID, REJECT_REASON, TEXT, CurateError
 from curate.io import fs
 from curate.io.layout import FINAL_DIR, MANIFEST
 
 FORMATS = ("parquet", "jsonl")
 ROW_GROUP_ROWS = 10_000
-_SHARD_INFO_SCHEMA = "shard long, name string, rows long, bytes long, sha256 string"
+_SHARD_INFO_SCHEMA = ("shard long, name string, rows long, bytes long, sha256 string, chars long,"
+                      " reasons map<string, long>")
 
 
 @dataclass
 class Shard:
+    """A written shard. ``chars`` (characters of ``text``) and ``reasons`` (rows per
+    ``reject_reason``) are counted by the writer as it writes, so stage stats need no extra
+    Spark job; the manifest lists only file, rows, bytes and sha256."""
+
     file: str
     rows: int
     bytes: int
     sha256: str
+    chars: int = 0
+    reasons: dict = field(default_factory=dict)
 
 
 def shard_dicts(shards: list[Shard]) -> list[dict]:
-    return [asdict(s) for s in shards]
+    return [{"file": s.file, "rows": s.rows, "bytes": s.bytes, "sha256": s.sha256} for s in shards]
+
+
+def total_chars(shards: list[Shard]) -> int:
+    return sum(s.chars for s in shards)
+
+
+def reason_counts(shards: list[Shard]) -> dict[str, int]:
+    """Rows per ``reject_reason`` over ``shards``, sorted by reason."""
+    counts: dict[str, int] = {}
+    for s in shards:
+        for reason, n in s.reasons.items():
+            counts[reason] = counts.get(reason, 0) + n
+    return dict(sorted(counts.items()))
 
 
 def write_shards(df, out_dir: str | Path, *, order_by: str | list[str] = ID, rows_per_shard: int = 100_000,
@@ -62,8 +82,9 @@ def write_shards(df, out_dir: str | Path, *, order_by: str | list[str] = ID, row
         keys = keys + ([ID] if ID in df.columns else [])
     arranged = df.withColumn("_shard", shard).repartition(n, "_shard").sortWithinPartitions("_shard", *keys)
     described = arranged.mapInArrow(_shard_writer(str(out_dir), fmt), _SHARD_INFO_SCHEMA)
-    found = sorted(tuple(r) for r in described.collect())  # one small row per shard
-    return [Shard(f"{fs.name(out_dir)}/{name}", rows_, bytes_, sha) for _, name, rows_, bytes_, sha in found]
+    found = sorted(described.collect(), key=lambda r: r["shard"])  # one small row per shard
+    return [Shard(f"{fs.name(out_dir)}/{r['name']}", r["rows"], r["bytes"], r["sha256"], r["chars"],
+                  dict(r["reasons"] or {})) for r in found]
 
 
 class _HashingSink:
@@ -131,15 +152,22 @@ def _shard_writer(out_dir: str, fmt: str):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        state = {"shard": None, "file": None, "writer": None, "buffer": [], "buffered": 0, "rows": 0}
+        state = {"shard": None, "file": None, "writer": None, "buffer": [], "buffered": 0, "rows": 0,
+                 "chars": 0, "reasons": {}}
         infos = []
+
+        def count(table):
+            state["rows"] += table.num_rows
+            state["chars"] += _chars(table)
+            for reason, n in _reasons(table).items():
+                state["reasons"][reason] = state["reasons"].get(reason, 0) + n
 
         def write(table):
             if fmt == "parquet":
                 state["writer"].write_table(table, row_group_size=ROW_GROUP_ROWS)
             else:
                 state["file"].sink.write(_encode_jsonl(table))
-            state["rows"] += table.num_rows
+            count(table)
 
         def flush(force: bool):
             while state["buffered"] >= ROW_GROUP_ROWS or (force and state["buffered"]):
@@ -155,8 +183,9 @@ def _shard_writer(out_dir: str, fmt: str):
             if state["writer"] is not None:
                 state["writer"].close()
             size, sha = state["file"].commit()
-            infos.append((state["shard"], fs.name(state["file"].final), state["rows"], size, sha))
-            state.update(file=None, writer=None, rows=0)
+            infos.append((state["shard"], fs.name(state["file"].final), state["rows"], size, sha, state["chars"],
+                          state["reasons"]))
+            state.update(file=None, writer=None, rows=0, chars=0, reasons={})
 
         def start(value: int, schema):
             state["shard"] = value
@@ -184,10 +213,31 @@ def _shard_writer(out_dir: str, fmt: str):
             cols = list(zip(*infos))
             yield pa.RecordBatch.from_arrays(
                 [pa.array(cols[0], pa.int64()), pa.array(cols[1]), pa.array(cols[2], pa.int64()),
-                 pa.array(cols[3], pa.int64()), pa.array(cols[4])],
-                names=["shard", "name", "rows", "bytes", "sha256"])
+                 pa.array(cols[3], pa.int64()), pa.array(cols[4]), pa.array(cols[5], pa.int64()),
+                 pa.array([list(r.items()) for r in cols[6]], pa.map_(pa.string(), pa.int64()))],
+                names=["shard", "name", "rows", "bytes", "sha256", "chars", "reasons"])
 
     return run
+
+
+def _chars(table) -> int:
+    """Characters (code points, as Spark's ``length``) of the ``text`` column, 0 without one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if TEXT not in table.column_names or not pa.types.is_string(table.schema.field(TEXT).type) and \
+            not pa.types.is_large_string(table.schema.field(TEXT).type):
+        return 0
+    return int(pc.sum(pc.utf8_length(table.column(TEXT))).as_py() or 0)
+
+
+def _reasons(table) -> dict[str, int]:
+    """Rows per ``reject_reason`` value (a missing reason counts as ``"null"``)."""
+    if REJECT_REASON not in table.column_names:
+        return {}
+    counts = table.column(REJECT_REASON).value_counts()
+    return {str(v.as_py()) if v.as_py() is not None else "null": c.as_py()
+            for v, c in zip(counts.field(0), counts.field(1))}
 
 
 # ---------------------------------------------------------------- reading committed outputs
