@@ -129,72 +129,148 @@ def _snippet(raw: bytes) -> str:
     return raw[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")[:SNIPPET_CHARS]
 
 
-def parse_line(rel: str, line_no: int, raw: bytes, opts: ParseOptions) -> Parsed:
-    """Turn one JSONL line into a document or a quarantine record."""
-    repairs = []
-    if line_no == 1 and raw.startswith(BOM):
-        raw = raw[len(BOM):]
-        repairs.append("bom_stripped")
+def fast_decoder():
+    """A strict, fast JSON decoder for the common line (msgspec): valid UTF-8, no BOM, finite
+    numbers, no lone surrogates. Whatever it accepts, ``json.loads`` decodes to the same object
+    (tests/io/test_jsonl_parse.py checks the edge cases); whatever it refuses goes the reference
+    way, so results never depend on which decoder read a line."""
+    import msgspec
+
+    return msgspec.json.Decoder().decode
+
+
+def line_fields(raw: bytes, first: bool, opts: ParseOptions, fast=None) -> tuple:
+    """The parse of one physical line (``first``: the file's line 1, where a BOM may be).
+
+    Returns ``("doc", id, text, carried, repairs)`` — ``id`` None when it must be generated from
+    file and line, ``carried`` the dict of the other fields (or None) — or
+    ``("record", reason, snippet)`` for a quarantined line. ``fast`` (see :func:`fast_decoder`)
+    is tried first; a line it refuses is decoded exactly as without it.
+    """
     if raw.endswith(b"\r"):
         raw = raw[:-1]
+    obj = None
+    if fast is not None:
+        try:
+            obj = fast(raw)
+        except Exception:  # invalid, or valid only for json.loads (NaN, 1e999, "\ud800", a BOM…)
+            obj = None
+        if type(obj) is not dict:
+            obj = None
+    repairs = []
+    if obj is None:
+        if first and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+            repairs.append("bom_stripped")
+        if not raw.strip():
+            return "record", "blank_line", _snippet(raw)
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if opts.utf8 == "strict":
+                return "record", "invalid_utf8", _snippet(raw)
+            decoded = raw.decode("utf-8", errors="replace")
+            repairs.append("invalid_utf8_replaced")
+        try:
+            obj = json.loads(decoded)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
+            return "record", f"invalid_json: {msg}", _snippet(raw)
+        if not isinstance(obj, dict):
+            return "record", f"not_an_object: {type(obj).__name__}", _snippet(raw)
+    return _document(obj, repairs, raw, opts)
 
-    def quarantine(reason: str) -> Parsed:
-        return Parsed(rel, line_no, "record", reason=reason, snippet=_snippet(raw))
 
-    if not raw.strip():
-        return quarantine("blank_line")
-    try:
-        decoded = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        if opts.utf8 == "strict":
-            return quarantine("invalid_utf8")
-        decoded = raw.decode("utf-8", errors="replace")
-        repairs.append("invalid_utf8_replaced")
-    try:
-        obj = json.loads(decoded)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
-        return quarantine(f"invalid_json: {msg}")
-    if not isinstance(obj, dict):
-        return quarantine(f"not_an_object: {type(obj).__name__}")
+def _document(obj: dict, repairs: list, raw: bytes, opts: ParseOptions) -> tuple:
+    """The document fields of a decoded JSON object, or why it is quarantined (see :func:`line_fields`)."""
     if opts.text_field not in obj:
-        return quarantine("missing_text")
+        return "record", "missing_text", _snippet(raw)
     text = obj.pop(opts.text_field)
     if text is None:
-        return quarantine("null_text")
+        return "record", "null_text", _snippet(raw)
     if not isinstance(text, str):
-        return quarantine(f"text_not_string: {type(text).__name__}")
+        return "record", f"text_not_string: {type(text).__name__}", _snippet(raw)
     if "\x00" in text:
         text = text.replace("\x00", "")
         repairs.append("nul_removed")
-    if not text.strip():
-        return quarantine("empty_text")
+    if not text or text.isspace():  # == not text.strip(), without copying the text
+        return "record", "empty_text", _snippet(raw)
     doc_id = obj.pop(opts.id_field, None)
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
         if doc_id is not None:
             repairs.append("bad_id_replaced")
-        doc_id = f"{rel}:{line_no}"
+        doc_id = None
+    else:
+        doc_id = str(doc_id)
     for reserved in {"id", "text"} & obj.keys():  # only when id/text come from other fields
         obj[f"{reserved}_original"] = obj.pop(reserved)
-    extra = json.dumps(obj, ensure_ascii=False) if obj else None
-    return Parsed(rel, line_no, "doc", id=str(doc_id), text=text, extra=extra,
-                  repairs=",".join(repairs) or None)
+    return "doc", doc_id, text, obj or None, ",".join(repairs) or None
 
 
-def _accounted(rel: str, lines: Iterator[tuple[int, bytes]], opts: ParseOptions,
-               first_line: int = 1) -> Iterator[Parsed]:
-    """Parse numbered lines; a read error becomes one ``kind="file"`` record after the last line."""
+def carried_json(carried: dict | None) -> str | None:
+    return json.dumps(carried, ensure_ascii=False) if carried else None
+
+
+def parse_line(rel: str, line_no: int, raw: bytes, opts: ParseOptions) -> Parsed:
+    """Turn one JSONL line into a document or a quarantine record (the reference parse)."""
+    return _parsed(rel, line_no, line_fields(raw, line_no == 1, opts))
+
+
+def _parsed(rel: str, line_no: int, fields: tuple) -> Parsed:
+    if fields[0] == "record":
+        return Parsed(rel, line_no, "record", reason=fields[1], snippet=fields[2])
+    if fields[0] == "file":
+        return Parsed(rel, line_no, "file", reason=fields[1])
+    _, doc_id, text, carried, repairs = fields
+    return Parsed(rel, line_no, "doc", id=doc_id if doc_id is not None else f"{rel}:{line_no}", text=text,
+                  extra=carried_json(carried), repairs=repairs)
+
+
+_LONG = (-(1 << 63), (1 << 63) - 1)
+
+
+def shape(value) -> str:
+    """``value`` (a decoded JSON value) as the JSON text of its shape: what Spark's JSON schema
+    inference (``spark.read.json``, default options) reads from it, and nothing else.
+
+    Strings become ``""``, floats ``0.0``, booleans ``true``, integers in the 64-bit range ``0``
+    (larger ones keep their digits: Spark infers a decimal of their precision); objects keep their
+    keys, sorted; arrays keep their distinct element shapes, sorted. Spark's inference merges
+    types with an associative, commutative, idempotent rule, so inferring over the distinct shapes
+    of a column gives the schema of inferring over all its values.
+    """
+    kind = type(value)
+    if kind is str:
+        return '""'
+    if kind is dict:
+        return "{" + ",".join(f"{json.dumps(k)}:{shape(v)}" for k, v in sorted(value.items())) + "}"
+    if kind is bool:
+        return "true"
+    if kind is int:
+        return "0" if _LONG[0] <= value <= _LONG[1] else str(value)
+    if kind is float:
+        return "0.0"
+    if kind is list:
+        return "[" + ",".join(sorted({shape(v) for v in value})) + "]"
+    return "null"
+
+
+def numbered_fields(lines: Iterator[tuple[int, bytes]], opts: ParseOptions, first_line: int = 1,
+                    bom_line: int = 1, fast=None) -> Iterator[tuple[int, tuple]]:
+    """``(line number, fields)`` of numbered lines (:func:`line_fields`; ``bom_line``: the number of
+    the file's first line, 0 when it is not among them); a read error ends them with one
+    ``(last + 1, ("file", reason))``."""
     last = first_line - 1
     try:
         for line_no, raw in lines:
             last = line_no
-            yield parse_line(rel, line_no, raw, opts)
+            yield line_no, line_fields(raw, line_no == bom_line, opts, fast)
     except Truncated as exc:
-        yield Parsed(rel, last + 1, "file", reason=f"truncated_file: {exc}")
+        yield last + 1, ("file", f"truncated_file: {exc}")
     except (OSError, zlib.error, EOFError) as exc:
-        yield Parsed(rel, last + 1, "file", reason=f"corrupt_file: {exc}")
+        yield last + 1, ("file", f"corrupt_file: {exc}")
     except Exception as exc:  # zstandard.ZstdError and friends
-        yield Parsed(rel, last + 1, "file", reason=f"corrupt_file: {type(exc).__name__}: {exc}")
+        yield last + 1, ("file", f"corrupt_file: {type(exc).__name__}: {exc}")
 
 
 def _size(path: str | Path) -> int | str:
@@ -207,14 +283,21 @@ def _size(path: str | Path) -> int | str:
 
 def parse_file(path: str | Path, rel: str, opts: ParseOptions) -> Iterator[Parsed]:
     """Every record of one JSONL(.gz/.zst) file, quarantine records included."""
+    for line_no, fields in file_fields(path, opts):
+        yield _parsed(rel, line_no, fields)
+
+
+def file_fields(path: str | Path, opts: ParseOptions, fast=None) -> Iterator[tuple[int, tuple]]:
+    """``(line number, fields)`` of every line of one JSONL(.gz/.zst) file (see :func:`numbered_fields`);
+    an unreadable or empty file is one ``(0, ("file", reason))``."""
     size = _size(path)
     if isinstance(size, str):
-        yield Parsed(rel, 0, "file", reason=size)
+        yield 0, ("file", size)
         return
     if size == 0:
-        yield Parsed(rel, 0, "file", reason="empty_file")
+        yield 0, ("file", "empty_file")
         return
-    yield from _accounted(rel, split_lines(byte_chunks(path)), opts)
+    yield from numbered_fields(split_lines(byte_chunks(path)), opts, fast=fast)
 
 
 # ---------------------------------------------------------------- byte-range splits
@@ -300,6 +383,25 @@ def _until_line_end(head: bytes, reads: Iterator[bytes], budget: int) -> Iterato
         return
 
 
+class _CountingReader:
+    """Reads of a file object that count the newlines falling inside ``[start, end)``."""
+
+    def __init__(self, fh: IO[bytes], start: int, end: int):
+        self.fh, self.start, self.end, self.pos, self.newlines = fh, start, end, 0, 0
+
+    def seek(self, pos: int) -> None:
+        self.fh.seek(pos)
+        self.pos = pos
+
+    def read(self, size: int) -> bytes:
+        data = self.fh.read(size)
+        lo, hi = max(self.start - self.pos, 0), min(self.end - self.pos, len(data))
+        if lo < hi:
+            self.newlines += data.count(b"\n", lo, hi)
+        self.pos += len(data)
+        return data
+
+
 def parse_split(path: str | Path, rel: str, start: int, end: int, newlines_before: int,
                 opts: ParseOptions) -> Iterator[Parsed]:
     """Every record of the lines starting in ``[start, end)`` of an uncompressed JSONL file.
@@ -307,21 +409,33 @@ def parse_split(path: str | Path, rel: str, start: int, end: int, newlines_befor
     ``newlines_before`` is the number of newlines in ``[0, start)``; with it every line keeps
     its physical number in the whole file.
     """
+    for line_no, fields in split_fields(path, start, end, newlines_before, opts):
+        yield _parsed(rel, line_no, fields)
+
+
+def split_fields(path: str | Path, start: int, end: int, newlines_before: int, opts: ParseOptions,
+                 fast=None, tally: dict | None = None) -> Iterator[tuple[int, tuple]]:
+    """``(line number, fields)`` of the lines starting in ``[start, end)`` (see :func:`parse_split`,
+    :func:`numbered_fields`). When done, ``tally["newlines"]`` is the number of newlines in
+    ``[start, end)`` — :func:`count_newlines` of the range, counted while reading it."""
     try:
         fh = fs.open_file(path, "rb")
     except OSError as exc:  # reported once per file, by its first split, as parse_file does
         if start == 0:
-            yield Parsed(rel, 0, "file", reason=f"unreadable: {exc.strerror or exc}")
+            yield 0, ("file", f"unreadable: {exc.strerror or exc}")
         return
     with fh:
+        reader = _CountingReader(fh, start, end)
         try:
-            skipped, chunks = owned_chunks(fh, start, end)
+            skipped, chunks = owned_chunks(reader, start, end)
         except OSError as exc:
-            yield Parsed(rel, newlines_before + 1, "file", reason=f"corrupt_file: {exc}")
+            yield newlines_before + 1, ("file", f"corrupt_file: {exc}")
             return
         first = newlines_before + skipped + 1
         numbered = ((first - 1 + n, raw) for n, raw in split_lines(chunks))
-        yield from _accounted(rel, numbered, opts, first)
+        yield from numbered_fields(numbered, opts, first, 1 if start == 0 else 0, fast)
+    if tally is not None:
+        tally["newlines"] = reader.newlines
 
 
 def read_records(path: str | Path, hint: str = "") -> Iterator[tuple[int, dict]]:

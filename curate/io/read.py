@@ -22,7 +22,16 @@ from typing import Any
 
 from curate.core import ID, TEXT, CurateError
 from curate.io import fs
-from curate.io.jsonl import ParseOptions, count_newlines, is_compressed, parse_file, parse_split, split_ranges
+from curate.io.jsonl import (
+    ParseOptions,
+    carried_json,
+    fast_decoder,
+    file_fields,
+    is_compressed,
+    shape,
+    split_fields,
+    split_ranges,
+)
 from curate.io.shards import last_complete_stage, load_manifest, read_stage
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".json", ".json.gz", ".ndjson")
@@ -180,49 +189,95 @@ def read_documents(spark, spec: InputSpec, listing: tuple[str, list[str]] | None
     fmt = detect_format(files, spec.format)
     infos = file_infos(root, files)
     docs, quarantine, cached = _reader(fmt)(spark, root, files, infos, spec)
-    docs, dup_quarantine = _quarantine_duplicate_ids(docs)
+    docs, dup_quarantine, dup_cached = _quarantine_duplicate_ids(spark, docs)
     quarantine = quarantine.unionByName(dup_quarantine)
-    return ReadResult(docs, quarantine, root, list(files), cached)
+    return ReadResult(docs, quarantine, root, list(files), cached + dup_cached)
 
 
 _PARSED_FIELDS = ["file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
-_PARSED_SCHEMA = ", ".join(f"{f} {'long' if f == 'line' else 'string'}" for f in _PARSED_FIELDS)
+_REPORTED_FIELDS = ["unit", *_PARSED_FIELDS]
+_LONG_FIELDS = ("unit", "line")
+MAX_SHAPES = 256  # distinct carried-field shapes per unit before falling back to a full inference pass
 
 
-def _parsed_batch(rows):
+def _ddl(fields: list[str]) -> str:
+    return ", ".join(f"{f} {'long' if f in _LONG_FIELDS else 'string'}" for f in fields)
+
+
+_PARSED_SCHEMA = _ddl(_PARSED_FIELDS)
+_REPORTED_SCHEMA = _ddl(_REPORTED_FIELDS)
+
+
+def _parsed_batch(rows: list[tuple], fields: list[str]):
+    """An Arrow batch of ``rows`` (tuples in the order of ``fields``)."""
     import pyarrow as pa
 
-    schema = pa.schema([(f, pa.int64() if f == "line" else pa.large_string()) for f in _PARSED_FIELDS])
-    return pa.RecordBatch.from_pydict({f: [getattr(r, f) for r in rows] for f in _PARSED_FIELDS}, schema=schema)
+    columns = list(zip(*rows))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(col, pa.int64() if f in _LONG_FIELDS else pa.large_string()) for f, col in zip(fields, columns)],
+        names=fields)
+
+
+def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
+    """``(line, kind, id, text, extra, reason, snippet, repairs)`` of one parsed line (see
+    :func:`curate.io.jsonl.line_fields`); a generated id is left null unless ``known``."""
+    kind = fields[0]
+    if kind == "doc":
+        _, doc_id, text, carried, repairs = fields
+        if doc_id is None and known:
+            doc_id = f"{rel}:{line_no}"
+        return line_no, "doc", doc_id, text, carried_json(carried), None, None, repairs
+    if kind == "record":
+        return line_no, "record", None, None, None, fields[1], fields[2], None
+    return line_no, "file", None, None, None, fields[1], None, None
 
 
 def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, fingerprint: str,
-                      batch_bytes: int = 32 << 20):
-    """mapInArrow function: partition i parses unit i into Arrow batches of Parsed rows.
+                      batch_bytes: int = 32 << 20, report: bool = False):
+    """mapInArrow function: partition i parses unit i into Arrow batches of parsed rows.
 
-    A unit is ``(rel, start, end, newlines_before)``; ``end < 0`` means the whole file.
+    A unit is ``(rel, start, end, newlines_before)``; ``end < 0`` means the whole file. A split
+    whose ``newlines_before`` is not known yet (``< 0``) numbers its lines as if it were 0 and
+    leaves the ids it must generate null: :func:`_placed` moves them into place once the splits'
+    newline counts are known. With ``report``, each row starts with its unit index and each unit
+    ends with one row of kind ``unit``: the newlines of its byte range in ``line`` and the distinct
+    shapes of its carried fields (:func:`curate.io.jsonl.shape`) in ``extra``, one per line — or
+    ``reason = "too_many_shapes"``. Lines go through the fast decoder with a per-line fallback
+    (:func:`curate.io.jsonl.line_fields`), so the rows are those of the reference parse.
     ``fingerprint`` is unused by the function itself: it makes the plan of a changed input
     differ from a cached one, so Spark never serves stale cached rows.
     """
-    def records(index):
-        rel, start, end, newlines_before = units[index]
+    fields = _REPORTED_FIELDS if report else _PARSED_FIELDS
+
+    def lines(rel: str, start: int, end: int, before: int, fast, tally: dict):
         uri = fs.join(root, rel)
         if end < 0:
-            return parse_file(uri, rel, opts)
-        return parse_split(uri, rel, start, end, newlines_before, opts)
+            return file_fields(uri, opts, fast)
+        return split_fields(uri, start, end, max(before, 0), opts, fast, tally)
 
     def run(batches, _fingerprint=fingerprint):
+        fast = fast_decoder()
         for batch in batches:
             for index in batch.column(0).to_pylist():
-                rows, size = [], 0
-                for rec in records(index):
-                    rows.append(rec)
-                    size += len(rec.text or "") + len(rec.extra or "")
+                rel, start, end, before = units[index]
+                head = (index, rel) if report else (rel,)
+                rows, size, tally, shapes = [], 0, {}, set()
+                for line_no, parsed in lines(rel, start, end, before, fast, tally):
+                    if report and shapes is not None and parsed[0] == "doc" and parsed[3]:
+                        shapes.add(shape(parsed[3]))
+                        shapes = shapes if len(shapes) <= MAX_SHAPES else None
+                    row = _row(line_no, parsed, rel, end < 0 or before >= 0)
+                    rows.append(head + row)
+                    size += len(row[3] or "") + len(row[4] or "")
                     if len(rows) >= 2000 or size >= batch_bytes:
-                        yield _parsed_batch(rows)
+                        yield _parsed_batch(rows, fields)
                         rows, size = [], 0
+                if report:
+                    rows.append((index, rel, tally.get("newlines", 0), "unit", None, None,
+                                 "\n".join(sorted(shapes)) if shapes else None,
+                                 None if shapes is not None else "too_many_shapes", None, None))
                 if rows:
-                    yield _parsed_batch(rows)
+                    yield _parsed_batch(rows, fields)
 
     return run
 
@@ -260,45 +315,59 @@ def number_units(units: list[tuple[str, int, int, int]], counts: dict[int, int])
     return numbered
 
 
-def _newline_counts(spark, root: str, units: list[tuple]) -> dict[int, int]:
-    """Newlines in every split that has a later split in its file: one small number per task."""
-    wanted = [i for i, u in enumerate(units[:-1]) if u[3] < 0 and units[i + 1][0] == u[0] and units[i + 1][3] < 0]
-    if not wanted:
-        return {}
-
-    def run(batches):
-        import pyarrow as pa
-
-        for batch in batches:
-            idx = [wanted[k] for k in batch.column(0).to_pylist()]
-            counts = [count_newlines(fs.join(root, units[i][0]), units[i][1], units[i][2]) for i in idx]
-            yield pa.RecordBatch.from_pydict({"i": idx, "n": counts},
-                                             schema=pa.schema([("i", pa.int64()), ("n", pa.int64())]))
-
-    return {r.i: r.n for r in _map_units(spark, len(wanted), run, "i long, n long").collect()}
-
-
 def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: InputSpec):
+    """One Spark job parses every unit (split or whole file) and caches the rows; the driver
+    then places the splits' lines from their newline counts and infers the carried columns'
+    schema from their shapes — no second pass over the input or the parsed rows."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     opts = ParseOptions(spec.text_field, spec.id_field, spec.utf8)
     units = jsonl_units(files, infos, spec.split_size)
-    units = number_units(units, _newline_counts(spark, root, units))
     fingerprint = fingerprint_files(root, files, infos)
-    parsed = (_map_units(spark, len(units), _parse_partitions(root, units, opts, fingerprint), _PARSED_SCHEMA)
-              .persist(StorageLevel.DISK_ONLY))
-    good = parsed.filter(F.col("kind") == "doc")
-    quarantine = parsed.filter(F.col("kind") != "doc").select(*QUARANTINE_COLUMNS)
+    parsed = (_map_units(spark, len(units), _parse_partitions(root, units, opts, fingerprint, report=True),
+                         _REPORTED_SCHEMA).persist(StorageLevel.DISK_ONLY))
+    reports = parsed.filter(F.col("kind") == "unit").select("unit", "line", "extra", "reason").collect()
+    units = number_units(units, {r.unit: r.line for r in reports})
+    rows = _placed(spark, parsed.filter(F.col("kind") != "unit"), units)
+    good = rows.filter(F.col("kind") == "doc")
+    quarantine = rows.filter(F.col("kind") != "doc").select(*QUARANTINE_COLUMNS)
     docs = good.select(ID, TEXT, "extra", "repairs", F.col("file").alias("_file"), F.col("line").alias("_line"))
-    extras = good.select("extra").filter(F.col("extra").isNotNull())
-    if extras.limit(1).count():
-        schema = spark.read.json(extras).schema
+    schema = _carried_schema(spark, reports, good)
+    if schema is not None:
         docs = docs.withColumn("_x", F.from_json("extra", schema)).select(
             ID, TEXT, "_x.*", "repairs", "_file", "_line")
     else:
         docs = docs.drop("extra")
     return docs, quarantine, [parsed]
+
+
+def _placed(spark, rows, units: list[tuple]):
+    """``rows`` with every split's line numbers moved to their place in the file (its
+    ``newlines_before`` added) and the ids left to generate set to ``<file>:<line>``."""
+    from pyspark.sql import functions as F
+
+    shifts = [(i, before) for i, (_, _, end, before) in enumerate(units) if end >= 0 and before > 0]
+    if shifts:
+        table = F.broadcast(spark.createDataFrame(shifts, "unit long, _shift long"))
+        rows = rows.join(table, "unit", "left").withColumn("line", F.col("line") + F.coalesce("_shift", F.lit(0)))
+    generated = F.concat(F.col("file"), F.lit(":"), F.col("line").cast("string"))
+    return rows.withColumn(ID, F.when((F.col("kind") == "doc") & F.col(ID).isNull(), generated).otherwise(F.col(ID)))
+
+
+def _carried_schema(spark, reports, good):
+    """Spark's schema of the carried fields (None when there are none): ``spark.read.json`` over
+    their distinct shapes, which infers what it would over every value (see
+    :func:`curate.io.jsonl.shape`); over every value when a unit had too many shapes."""
+    from pyspark.sql import functions as F
+
+    if any(r.reason == "too_many_shapes" for r in reports):
+        extras = good.select("extra").filter(F.col("extra").isNotNull())
+        return spark.read.json(extras).schema if extras.limit(1).count() else None
+    shapes = sorted({s for r in reports if r.extra for s in r.extra.split("\n")})
+    if not shapes:
+        return None
+    return spark.read.json(spark.createDataFrame([(s,) for s in shapes], "value string")).schema
 
 
 # ---------------------------------------------------------------- parquet
@@ -489,20 +558,31 @@ def _read_parquet(spark, root: str, files: list[str], infos: list[dict], spec: I
     return docs, quarantine_files.unionByName(quarantine), [rows]
 
 
-def _quarantine_duplicate_ids(docs):
-    """Keep the first occurrence of each id by (file, line); quarantine the rest."""
+def _quarantine_duplicate_ids(spark, docs):
+    """Keep the first occurrence of each id by (file, line); quarantine the rest.
+
+    Returns ``(kept, quarantined, cached)``. The ids seen more than once are found first by
+    counting ids alone (a shuffle of ids, not of documents); without any, the documents pass
+    untouched, and otherwise only the rows of those ids are ranked.
+    """
+    from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    repeated = (docs.groupBy(ID).agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") > 1).select(ID)
+                .persist(StorageLevel.DISK_ONLY))
+    if repeated.count() == 0:
+        repeated.unpersist()
+        return docs, spark.createDataFrame([], _QUARANTINE_DDL), []
     w = Window.partitionBy(ID).orderBy("_file", "_line")
-    ranked = docs.withColumn("_rank", F.row_number().over(w)).withColumn(
+    ranked = docs.join(repeated, ID, "left_semi").withColumn("_rank", F.row_number().over(w)).withColumn(
         "_first", F.first(F.concat_ws(":", "_file", F.col("_line").cast("string"))).over(w))
     dups = ranked.filter(F.col("_rank") > 1).select(
         F.col("_file").alias("file"), F.col("_line").alias("line"), F.lit("record").alias("kind"),
         F.concat(F.lit("duplicate_id: first at "), F.col("_first")).alias("reason"),
         F.substring(F.col(ID), 1, 200).alias("snippet"))
-    kept = ranked.filter(F.col("_rank") == 1).drop("_rank", "_first")
-    return kept, dups
+    first = ranked.filter(F.col("_rank") == 1).drop("_rank", "_first")
+    return docs.join(repeated, ID, "left_anti").unionByName(first), dups, [repeated]
 
 
 def read_source(spark, path: str | Path, *, text_field: str = "text", id_field: str = "id"):
