@@ -56,21 +56,33 @@ def materialize_read(spark, result, work, quarantine_work, rows_per_shard: int) 
     return {"data": data, "quarantine": quarantine["entry"]}, stats
 
 
-def write_quarantine(spark, quarantine_df, work, rows_per_shard: int) -> dict:
-    """Write quarantine records as JSONL into ``work`` (``<output>/_quarantine/``), commit, count them."""
+def summarize_quarantine(written) -> tuple[dict[str, int], dict[str, int], list[dict]]:
+    """``(records by kind, record reasons by their leading word, file problems)`` in one Spark job."""
     from pyspark.sql import functions as F
 
+    is_record, is_file = F.col("kind") == "record", F.col("kind") == "file"
+    rows = written.select(
+        "kind", F.when(is_record, F.regexp_extract("reason", r"^([a-z_0-9]+)", 1)).alias("word"),
+        F.when(is_file, F.col("file")).alias("problem_file"), F.when(is_file, F.col("reason")).alias("problem"),
+    ).groupBy("kind", "word", "problem_file", "problem").count().collect()
+    by_kind: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for r in rows:
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["count"]
+        if r["kind"] == "record":
+            reasons[r["word"]] = reasons.get(r["word"], 0) + r["count"]
+    problems = sorted(({"file": r["problem_file"], "reason": r["problem"]} for r in rows if r["kind"] == "file"
+                       for _ in range(r["count"])), key=lambda p: (p["file"], p["reason"]))
+    return dict(sorted(by_kind.items())), dict(sorted(reasons.items())), problems
+
+
+def write_quarantine(spark, quarantine_df, work, rows_per_shard: int) -> dict:
+    """Write quarantine records as JSONL into ``work`` (``<output>/_quarantine/``), commit, count them."""
     df = quarantine_df.select(*QUARANTINE_COLUMNS)
     shards = write_verified(df, work.path(DATA_DIR), order_by=QUARANTINE_ORDER, rows_per_shard=rows_per_shard,
                             fmt="jsonl")
     entry = work.entry(shards, df.schema, "jsonl")
-    written = work.read(spark, entry)
-    by_kind = {r["kind"]: r["count"] for r in written.groupBy("kind").count().collect()}
-    reasons = {r["r"]: r["count"] for r in written.filter(F.col("kind") == "record")
-               .select(F.regexp_extract("reason", r"^([a-z_0-9]+)", 1).alias("r"))
-               .groupBy("r").count().orderBy("r").collect()}
-    problems = [{"file": r["file"], "reason": r["reason"]} for r in
-                written.filter(F.col("kind") == "file").orderBy("file").collect()]
+    by_kind, reasons, problems = summarize_quarantine(work.read(spark, entry)) if shards else ({}, {}, [])
     work.commit({"stage": "quarantine", "outputs": {"data": entry}, "stats": {"records": by_kind}})
     root = "/".join(p for p in ("..", QUARANTINE_DIR, entry.get("root", "")) if p)
     return {"records": by_kind.get("record", 0), "reasons": reasons, "file_problems": problems,

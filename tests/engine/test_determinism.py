@@ -89,12 +89,6 @@ def test_more_shuffle_partitions_give_identical_bytes(spark, reference):
 
 
 @pytest.mark.slow
-def test_local1_gives_identical_bytes(reference):
-    _run_subprocess(_yaml(reference, reference / "single.jsonl", reference / "local1"), "local[1]")
-    assert _data_digest(reference / "local1") == _data_digest(reference / "ref")
-
-
-@pytest.mark.slow
 @pytest.mark.cluster
 def test_local_cluster_gives_identical_bytes(reference):
     """Separate executor JVMs: nothing may rely on driver-local state."""
@@ -103,14 +97,17 @@ def test_local_cluster_gives_identical_bytes(reference):
 
 
 @pytest.mark.slow
-def test_spark_submit_gives_identical_bytes(reference):
-    """The same pipeline through spark-submit (its --master wins) writes the same bytes."""
+def test_spark_submit_on_local1_gives_identical_bytes(reference):
+    """The same pipeline through spark-submit (its --master wins) on one core writes the same bytes.
+
+    One subprocess checks both: the spark-submit launch path, and local[1] (one task at a time,
+    a different partitioning from the local[2] reference)."""
     import curate
 
     main_py = Path(curate.__file__).with_name("__main__.py")
     submit = Path(sys.executable).with_name("spark-submit")
     yaml_path = _yaml(reference, reference / "single.jsonl", reference / "submitted")
-    out = subprocess.run([str(submit), "--master", "local[2]", str(main_py), "run", str(yaml_path)],
+    out = subprocess.run([str(submit), "--master", "local[1]", str(main_py), "run", str(yaml_path)],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert _data_digest(reference / "submitted") == _data_digest(reference / "ref")
