@@ -20,10 +20,14 @@ from pyspark.sql import functions as F
 from curate.core import ID, REJECT_REASON, TEXT, CurateError, StageContext, StageOutput, stage
 from curate.dedup import minhash as mh
 from curate.dedup.components import NODE, ROOT, connected_components
+from curate.io import fs
+from curate.io.shards import load_manifest, read_shards, read_stage
 
 REASON = "near_duplicate"
 DUPLICATE_OF, CLUSTER = "duplicate_of", "dedup_cluster"
 INDEX_META = "_minhash_index.json"
+INDEX_NAME = "minhash_index"
+INDEX_SCHEMA = "id string, signature binary, shingles array<bigint>"
 SKETCH_SCHEMA = "id string, signature binary"
 SET_SCHEMA = "id string, shingles array<bigint>"
 BAND_SCHEMA = "id string, band int, key bigint"
@@ -208,7 +212,7 @@ def _removed_stats(base: dict, kept: DataFrame, rejected: DataFrame) -> dict:
     return {**base, "removed_docs": int(agg["docs"]), "removed_chars": int(agg["chars"] or 0)}
 
 
-def write_index(ctx: StageContext, docs: DataFrame, p: SketchParams, name: str = "minhash_index") -> Path:
+def write_index(ctx: StageContext, docs: DataFrame, p: SketchParams, name: str = INDEX_NAME) -> Path:
     """Save ``(id, signature, shingles)`` of ``docs`` for a later ``dedup_against``."""
     ctx.artifact_table(name, sketches(docs, p).join(shingle_sets(docs, p), ID))
     path = ctx.artifact(f"{name}/{INDEX_META}")
@@ -275,21 +279,63 @@ def _dedup_stats(base: dict, candidates: DataFrame, verified: DataFrame | None, 
 
 
 def _reference_sketches(ctx: StageContext, reference: str, p: SketchParams) -> tuple[DataFrame, DataFrame | None]:
-    """``(sketches, docs)`` of the reference: a saved index (docs None) or a corpus to sketch."""
-    path = ctx.resolve(reference)
-    if not path.exists():
+    """``(sketches, docs)`` of the reference (a path or a URI): a saved index (docs None) or a
+    corpus to sketch. An index is its directory, or the committed stage that saved it."""
+    path = str(ctx.resolve(reference))
+    if not fs.exists(path):
         raise CurateError(f"dedup_against: reference '{path}' does not exist")
-    meta = path / INDEX_META
-    if meta.is_file():
-        saved = SketchParams(**json.loads(meta.read_text()))
+    index = _index_location(path)
+    if index is not None:
+        saved = SketchParams(**json.loads(fs.read_bytes(fs.join(index, INDEX_META))))
         if saved != p:
-            raise CurateError(f"dedup_against: index {path} was built with {asdict(saved)}, "
+            raise CurateError(f"dedup_against: index {index} was built with {asdict(saved)}, "
                               f"this stage uses {asdict(p)}; use the same ngram/shingle/num_perm/seed")
-        index = ctx.spark.read.parquet(*sorted(str(f) for f in path.glob("part-*.parquet")))
-        return index, None
-    reader = ctx.spark.read
-    docs = (reader.json(str(path)) if _looks_jsonl(path) else reader.parquet(str(path))).select(ID, TEXT)
+        files = [f for f in fs.list_files(index)[1] if f.startswith("part-") and f.endswith(".parquet")]
+        if not files:
+            raise CurateError(f"dedup_against: index {index} has no part-*.parquet shards")
+        return _read_files(ctx.spark, index, files, "parquet", INDEX_SCHEMA), None
+    if load_manifest(path) is not None:  # a committed stage: its kept documents
+        docs = read_stage(ctx.spark, path).select(ID, TEXT)
+    else:
+        docs = _read_corpus(ctx.spark, path).select(ID, TEXT)
     return sketches(docs, p), docs
+
+
+def _index_location(path: str) -> str | None:
+    """The index directory ``path`` names: itself, or the ``minhash_index`` artifact of a committed
+    ``minhash_dedup`` stage (under its attempt prefix on object stores); None for a corpus."""
+    if fs.isfile(fs.join(path, INDEX_META)):
+        return path
+    manifest = load_manifest(path)
+    if not manifest or INDEX_NAME not in manifest.get("artifacts", {}):
+        return None
+    root = manifest["outputs"]["data"].get("root", "")
+    index = fs.join(path, root, "artifacts", INDEX_NAME) if root else fs.join(path, "artifacts", INDEX_NAME)
+    return index if fs.isfile(fs.join(index, INDEX_META)) else None
+
+
+def _read_corpus(spark, path: str) -> DataFrame:
+    """A Parquet or JSONL corpus (file, directory or glob): Spark's readers for local paths, task-side
+    pyarrow reads for URIs (Spark here has no object-store connector)."""
+    if not fs.is_remote(path):
+        local = Path(fs.strip_file_scheme(path))
+        return spark.read.json(str(local)) if _looks_jsonl(local) else spark.read.parquet(str(local))
+    root, rels = fs.list_files(path, keep=lambda r: not fs.name(r).startswith(("_", ".")))
+    parquet = [r for r in rels if r.endswith(".parquet")]
+    jsonl = [r for r in rels if r.endswith((".jsonl", ".json"))]
+    if rels and len(parquet) == len(rels):
+        return _read_files(spark, root, parquet, "parquet", f"{ID} string, {TEXT} string")
+    if rels and len(jsonl) == len(rels):
+        return _read_files(spark, root, jsonl, "jsonl", f"{ID} string, {TEXT} string")
+    raise CurateError(f"dedup_against: remote reference {path} must hold only .parquet or only uncompressed "
+                      f".jsonl files (found {', '.join(rels[:5]) or 'none'})")
+
+
+def _read_files(spark, root: str, rels: list[str], fmt: str, schema: str) -> DataFrame:
+    """Files under ``root`` (a path or a URI) through curate's shard reader, as a DataFrame of ``schema``."""
+    struct = spark.createDataFrame([], schema).schema
+    entry = {"format": fmt, "schema": struct.jsonValue(), "shards": [{"file": r} for r in rels]}
+    return read_shards(spark, root, entry)
 
 
 def _looks_jsonl(path: Path) -> bool:
@@ -304,10 +350,12 @@ def dedup_against(df: DataFrame, ctx: StageContext, *, reference: str, ngram: in
                   verify: bool = True, max_bucket: int = 64, fp_weight: float = 0.05) -> StageOutput:
     """Remove documents that near-duplicate an already kept corpus or a saved MinHash index.
 
-    ``reference`` is a ``minhash_dedup`` index (``save_index: true``) or a corpus of
-    ``id``/``text`` (Parquet or JSONL). Incremental dedup of a new crawl drop; chain
-    ``minhash_dedup`` for duplicates inside the drop. ``duplicate_of`` is the smallest
-    matching reference id. Per bucket at most ``max_bucket`` reference ids are compared.
+    ``reference`` (a path or a URI) is a ``minhash_dedup`` index (``save_index: true``: its
+    ``artifacts/minhash_index`` directory or the committed stage directory itself), a committed
+    stage (its kept documents) or a corpus of ``id``/``text`` (Parquet or JSONL). Incremental
+    dedup of a new crawl drop; chain ``minhash_dedup`` for duplicates inside the drop.
+    ``duplicate_of`` is the smallest matching reference id. Per bucket at most ``max_bucket``
+    reference ids are compared.
     """
     _check_columns(df)
     _check_threshold(threshold)

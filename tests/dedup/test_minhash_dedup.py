@@ -216,3 +216,52 @@ def test_local_cluster_gives_the_same_output_as_local(docs, result, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == sorted(
         [i, dup, cluster] for i, (dup, cluster, _) in rejected.items())
+
+
+@pytest.mark.slow
+def test_dedup_against_an_index_and_a_corpus_on_s3(spark, stage_ctx, docs, truth, tmp_path):
+    """References under ``s3://`` (moto), read by the tasks: a saved index found through the
+    committed ``minhash_dedup`` stage that saved it (its attempt prefix) removes what the local
+    index removes; a JSONL corpus removes the oracle's cross pairs, as a local one does above."""
+    import os
+    import uuid
+
+    s3server = pytest.importorskip("s3server")
+    pytest.importorskip("s3fs")
+    from curate.engine.manifest import stage_attempt
+    from curate.io import fs
+
+    s3server.start()
+    half = len(docs) // 2
+    old, new = spark.createDataFrame(docs[:half], SCHEMA), spark.createDataFrame(docs[half:], SCHEMA)
+    root = f"s3://{s3server.BUCKET}/dedup-against-{uuid.uuid4().hex[:8]}"
+    local_stage = tmp_path / "first"
+    minhash_dedup(old, stage_ctx(local_stage), save_index=True)
+    index = local_stage / "artifacts" / "minhash_index"
+    with stage_attempt(f"{root}/02-minhash_dedup") as work:  # a committed stage holding the index, as a run leaves it
+        fs.put_tree(index, work.path("artifacts", "minhash_index"))
+        entry = {"format": "parquet", "schema": {}, "shards": [], "rows": 0, "root": work.root}
+        work.commit({"outputs": {"data": entry}, "artifacts": {"minhash_index": "artifacts/minhash_index"}})
+    fs.write_text(f"{root}/corpus/old.jsonl",
+                  "".join(json.dumps({"id": d["id"], "text": d["text"]}) + "\n" for d in docs[:half]))
+    env = spark.sparkContext.environment  # the tasks read s3:// with these (spark.executorEnv)
+    saved = dict(env)
+    env.update(s3server.aws_env(os.environ["AWS_ENDPOINT_URL"]))
+    try:
+        removed = {}
+        for name, ref in [("index-local", str(index)), ("index-s3", f"{root}/02-minhash_dedup"),
+                          ("corpus-s3", f"{root}/corpus/")]:
+            out = dedup_against(new, stage_ctx(tmp_path / name), reference=ref)
+            removed[name] = sorted((r["id"], r["duplicate_of"]) for r in out.rejected.collect())
+    finally:
+        env.clear()
+        env.update(saved)
+    assert len(removed["index-local"]) > 30 and removed["index-s3"] == removed["index-local"]
+    old_ids = {d["id"] for d in docs[:half]}
+    expected = {a if a not in old_ids else b for a, b, _ in truth[0] if (a in old_ids) != (b in old_ids)}
+    found = {i for i, _ in removed["corpus-s3"]}
+    assert len(expected) > 30 and found <= expected and len(found) >= 0.95 * len(expected)
+    assert {i for i, _ in removed["index-s3"]} <= found
+    assert fs.listdir(f"{root}/02-minhash_dedup/_attempts") == [work.attempt]
+    with pytest.raises(CurateError, match="does not exist"):
+        dedup_against(new, stage_ctx(tmp_path / "missing"), reference=f"{root}/nothing-here")
