@@ -2,9 +2,11 @@
 Classification"; the lid.176 model; FineWeb keeps English with score >= 0.65).
 
 ``model`` is any fastText supervised model whose labels are ``__label__<code>`` (lid.176.bin
-or one built with ``curate langid train``). The file must have a ``<model>.sha256`` sidecar
-(``sha256sum model.bin > model.bin.sha256``); it is checked before loading, and the model is
-loaded once per Python worker. ``score`` adds top-level ``language`` / ``language_score``.
+or one built with ``curate langid train``), a local path or a URI (``s3://…``: fetched with its
+sidecar into each worker's local cache by :func:`curate.integrity.load_fasttext`). The file must
+have a ``<model>.sha256`` sidecar (``sha256sum model.bin > model.bin.sha256``); it is checked
+before loading, and the model is loaded once per Python worker. ``score`` adds top-level
+``language`` / ``language_score``.
 """
 from __future__ import annotations
 
