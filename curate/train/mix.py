@@ -38,7 +38,7 @@ from curate.train.sampling import seeded_hash64
 
 SPEC_KEYS = {"name", "sources", "total_tokens", "seed", "max_epochs", "tokenizer",
              "bytes_per_token", "rows_per_shard"}
-SOURCE_KEYS = {"path", "weight", "tokens", "max_epochs"}
+SOURCE_KEYS = {"path", "weight", "tokens", "max_epochs", "where"}
 ORDER, GROUP = "order", "group"
 
 
@@ -49,6 +49,7 @@ class SourceSpec:
     weight: float | None = None
     tokens: int | None = None
     max_epochs: float = 1.0
+    where: tuple | None = None  # (column, min, max): rows with min <= column <= max, e.g. a quality_bucket
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,12 @@ def parse_spec(raw: dict, base_dir: str | Path = Path(".")) -> MixtureSpec:
             name=str(name), path=_resolve(src["path"], base_dir),
             weight=float(src["weight"]) if "weight" in src else None,
             tokens=int(src["tokens"]) if "tokens" in src else None,
-            max_epochs=float(src.get("max_epochs", default_epochs))))
+            max_epochs=float(src.get("max_epochs", default_epochs)), where=_where(name, src.get("where"))))
     total = raw.get("total_tokens")
     if any(s.weight is not None for s in sources) and total is None:
         raise CurateError("mixture spec: sources with a 'weight' need 'total_tokens'")
     if all(s.weight is None and s.tokens is None for s in sources) and total is not None:
-        sources = [SourceSpec(s.name, s.path, 1.0, None, s.max_epochs) for s in sources]
+        sources = [SourceSpec(s.name, s.path, 1.0, None, s.max_epochs, s.where) for s in sources]
     for s in sources:
         if s.max_epochs <= 0 or (s.weight is not None and s.weight < 0):
             raise CurateError(f"source '{s.name}': max_epochs must be > 0 and weight >= 0")
@@ -130,6 +131,15 @@ def parse_spec(raw: dict, base_dir: str | Path = Path(".")) -> MixtureSpec:
         seed=int(raw.get("seed", 0)), tokenizer=_resolve(tok, base_dir) if tok else None,
         bytes_per_token=float(raw.get("bytes_per_token", 4.0)),
         rows_per_shard=int(raw.get("rows_per_shard", 100_000)), name=str(raw.get("name", "mixture")))
+
+
+def _where(name: str, raw: dict | None) -> tuple | None:
+    """``where: {column: quality_bucket, min: 15, max: 19}`` → (column, min, max), bounds inclusive."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or "column" not in raw or not set(raw) <= {"column", "min", "max"}:
+        raise CurateError(f"source '{name}': 'where' must be {{column: NAME, min: LOW, max: HIGH}}")
+    return str(raw["column"]), raw.get("min"), raw.get("max")
 
 
 def _check_keys(what: str, raw: dict, valid: set[str]) -> None:
@@ -186,8 +196,9 @@ def _read_parquet(uri: str, **kwargs):
         return pq.read_table(fh, **kwargs)
 
 
-def read_source_table(path: str | Path):
-    """Read ``id``, ``text`` and, when present, ``order``/``group`` into one pyarrow Table."""
+def read_source_table(path: str | Path, where: tuple | None = None):
+    """Read ``id``, ``text`` and, when present, ``order``/``group`` into one pyarrow Table
+    (only rows with ``min <= column <= max`` when ``where = (column, min, max)``)."""
     import pyarrow as pa
 
     tables = []
@@ -195,10 +206,12 @@ def read_source_table(path: str | Path):
         if f.endswith(".parquet"):
             t = _read_parquet(f)
         else:
-            t = pa.Table.from_pylist(list(_jsonl_rows(f)))
+            t = pa.Table.from_pylist(list(_jsonl_rows(f, where[0] if where else None)))
         missing = {"id", "text"} - set(t.column_names)
         if missing:
             raise CurateError(f"{f}: missing column(s) {', '.join(sorted(missing))}")
+        if where is not None:
+            t = _filter_where(t, where, f)
         keep = [c for c in ("id", "text", ORDER, GROUP) if c in t.column_names]
         t = t.select(keep).cast(pa.schema([_field(t, c) for c in keep]))
         tables.append(t)
@@ -208,6 +221,21 @@ def read_source_table(path: str | Path):
     return pa.concat_tables(tables)
 
 
+def _filter_where(t, where: tuple, f: str):
+    """Rows of ``t`` whose ``where`` column lies in [min, max] (nulls never match)."""
+    import pyarrow.compute as pc
+
+    column, low, high = where
+    if column not in t.column_names:
+        raise CurateError(f"{f}: 'where' column '{column}' not found; columns: {', '.join(t.column_names)}")
+    mask = pc.is_valid(t.column(column))
+    if low is not None:
+        mask = pc.and_(mask, pc.greater_equal(t.column(column), low))
+    if high is not None:
+        mask = pc.and_(mask, pc.less_equal(t.column(column), high))
+    return t.filter(pc.fill_null(mask, False))
+
+
 def _field(t, name: str):
     import pyarrow as pa
 
@@ -215,9 +243,9 @@ def _field(t, name: str):
     return pa.field(name, kind)
 
 
-def _jsonl_rows(path: str) -> Iterator[dict]:
+def _jsonl_rows(path: str, extra: str | None = None) -> Iterator[dict]:
     for _, row in read_records(path, hint="; clean it with `curate run` first"):
-        yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP) if k in row}
+        yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP, extra) if k in row}
 
 
 # --------------------------------------------------------------------------- tokens
@@ -329,7 +357,7 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
     count = token_counter(spec)
     sources = []
     for s in spec.sources:
-        table = read_source_table(s.path)
+        table = read_source_table(s.path, s.where)
         tokens = count(table.column("text").to_pylist()) if table.num_rows else np.zeros(0, np.int64)
         sources.append(Source(s, table.append_column("tokens", pa.array(tokens, pa.int64())),
                               build_units(table, tokens)))
@@ -410,6 +438,7 @@ def _source_stats(src: Source, target: int, picks: list) -> dict:
         "epochs": round(selected / available, 4) if available else 0.0,
         "max_epochs": src.spec.max_epochs, "capped": target >= int(available * src.spec.max_epochs),
         "weight": src.spec.weight, "requested_tokens": src.spec.tokens,
+        "where": list(src.spec.where) if src.spec.where else None,
         "grouped": GROUP in src.table.column_names,
     }
 
