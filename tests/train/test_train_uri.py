@@ -151,3 +151,29 @@ def test_a_corrupt_s3_checkpoint_is_refused(both):
             train(cfg)
     finally:
         fs.write_bytes(optim, good)
+
+
+@pytest.mark.slow
+def test_spark_tokenize_reads_and_writes_s3_in_the_tasks(both, spark):
+    """``curate tokenize --spark``: tasks read the s3 mixture and write their shards straight into
+    the output's attempt prefix; the driver commits the manifest last. Same stream as locally."""
+    import os
+
+    from curate.train.shards import tokenize_spark
+
+    s3, local = both["s3"], both["local"]
+    env = spark.sparkContext.environment  # the tasks reach s3:// with these (spark.executorEnv)
+    saved = dict(env)
+    env.update(s3server.aws_env(os.environ["AWS_ENDPOINT_URL"]))
+    try:
+        remote = tokenize_spark(spark, fs.join(s3, "mix"), fs.join(s3, "tok.json"), fs.join(s3, "spark-shards"),
+                                docs_per_shard=4)
+    finally:
+        env.clear()
+        env.update(saved)
+    here = tokenize_spark(spark, fs.join(local, "mix"), fs.join(local, "tok.json"), fs.join(local, "spark-shards"),
+                          docs_per_shard=4)
+    assert remote["fingerprint"] == here["fingerprint"] and len(remote["shards"]) == len(here["shards"]) >= 3
+    assert published_files(s3, "spark-shards") == published_files(local, "spark-shards")
+    a, b = TokenShards(fs.join(s3, "spark-shards")), TokenShards(fs.join(local, "shards"))
+    assert (a.slice(0, len(a)) == b.slice(0, len(b))).all()  # the single-process stream
