@@ -8,6 +8,20 @@ replacement with probability ∝ exp(key) — the Gumbel-top-k trick used by DSI
 the corpus on one machine: keys are cut into quantile buckets, per-bucket totals locate the
 bucket holding the budget boundary, and only that bucket is ordered row by row. The result
 is then a plain filter ``(key, id) ≥ (key*, id*)``, so it does not depend on partitioning.
+
+Ensembles (``combine``): ``weighted`` sum, ``mean`` (weighted mean), ``max`` of the raw
+scores (same-scale scores, e.g. probabilities); ``rank_average`` (alias ``rank``): the
+weighted mean of each column's exact percent rank, so scores on different scales count
+alike; ``rank_max``: the maximum percent rank — the Nemotron-CC ensemble (Su et al. 2024),
+which takes the maximum of its three classifiers' percentile scores. A row missing any
+score is unscored (null key).
+
+Token-weighted percentile buckets (Nemotron-CC): with ``buckets = N`` every scored row gets
+``floor(N · T_below / T)`` (at most N − 1), where ``T`` is the total tokens of the scored rows
+and ``T_below`` the tokens of rows with a strictly smaller combined score — N buckets of
+(nearly) equal token mass, 0 = lowest scores, N − 1 = highest, equal scores always in one
+bucket. Each bucket is reduced to its smallest key on the driver (≤ N numbers), so the
+column is a plain function of the key, computed the same on any partitioning.
 """
 from __future__ import annotations
 
@@ -19,6 +33,9 @@ from typing import Any, Callable
 from curate.core import ID, REJECT_REASON, CurateError
 
 KEY, TOKENS, BUCKET = "__select_key", "__select_tokens", "__select_bucket"
+SCORE_KEY = "__select_score"  # the combined score without resampling noise (buckets)
+COMBINES = ("weighted", "mean", "max", "rank_average", "rank", "rank_max")
+RANKED = ("rank_average", "rank", "rank_max")
 MAX_BUCKETS = 256
 ROWS_PER_BUCKET = 200_000
 KEEP_ALL, KEEP_NONE = "all", "none"
@@ -87,14 +104,72 @@ def selection_key(df, scores: list[str], *, weights: list[float] | None = None, 
 
     weights = [1.0] * len(scores) if weights is None else [float(w) for w in weights]
     values = [_score_value(df, s) for s in scores]
-    if combine == "rank" and len(values) > 1:
+    if combine in RANKED and len(values) > 1:
         values = [_percent_rank(df, v, n_buckets) for v in values]
-        key = reduce(operator.add, [v * F.lit(w) for w, v in zip(weights, values)]) / F.lit(sum(weights))
-    else:
-        key = reduce(operator.add, [v * F.lit(w) for w, v in zip(weights, values)])
+    key = combine_values(values, weights, combine)
     if resample == "gumbel":
         key = key / F.lit(float(temperature)) + _gumbel(seed)
     return key.cast("double")
+
+
+def combine_values(values: list, weights: list[float], combine: str):
+    """One Column from several (null when any is null): weighted sum, weighted mean, or max."""
+    from pyspark.sql import functions as F
+
+    if len(values) == 1:
+        return values[0]
+    if combine in ("max", "rank_max"):
+        present = reduce(operator.and_, [v.isNotNull() for v in values])
+        return F.when(present, F.greatest(*values))
+    total = reduce(operator.add, [v * F.lit(w) for w, v in zip(weights, values)])
+    return total if combine == "weighted" else total / F.lit(sum(weights))
+
+
+# ---------------------------------------------------------------- buckets
+
+def bucket_starts(narrow, key: str, n: int, n_work: int) -> tuple[list, list]:
+    """``(starts, sizes)``: (smallest key, bucket) of every non-empty token-weighted bucket,
+    by key, and [bucket, rows, tokens] of each.
+
+    ``narrow`` has the (non-null) ``key`` column and ``__select_tokens``; a row's bucket is
+    floor(n · tokens of strictly smaller keys / all tokens), capped at n − 1. Rows are split
+    into ``n_work`` quantile ranges of the key (only to spread the work); the tokens below
+    each range come from per-range totals collected to the driver.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    value = F.col(key)
+    staged = narrow.withColumn(BUCKET, _quantile_bucket(narrow, value, n_work))
+    totals = {r[BUCKET]: r["w"] for r in staged.groupBy(BUCKET).agg(F.sum(TOKENS).alias("w")).collect()}
+    before, running = {}, 0
+    for work in sorted(totals):
+        before[work], running = running, running + int(totals[work] or 0)
+    if not totals:
+        return [], []
+    offset = F.create_map(*[F.lit(x) for kv in before.items() for x in kv])
+    at_or_below = F.sum(TOKENS).over(Window.partitionBy(BUCKET).orderBy(value))  # range frame: ties included
+    same_key = F.sum(TOKENS).over(Window.partitionBy(BUCKET, key))
+    below = offset[F.col(BUCKET)] + at_or_below - same_key
+    bucket = F.expr(f"cast(least(({int(n)} * __below) div {max(running, 1)}, {int(n) - 1}) as int)")  # exact integers
+    rows = (staged.withColumn("__below", below).withColumn("__b", bucket)
+            .groupBy("__b").agg(F.min(value).alias("__start"), F.count("*").alias("__rows"),
+                                F.sum(TOKENS).alias("__tokens")).collect())
+    rows = sorted(rows, key=lambda r: r["__b"])
+    return ([(float(r["__start"]), int(r["__b"])) for r in rows],
+            [[int(r["__b"]), int(r["__rows"]), int(r["__tokens"] or 0)] for r in rows])
+
+
+def bucket_column_of(starts: list[tuple[float, int]], key: str):
+    """Column: the bucket of ``key`` (the last start ≤ key), null for a null key."""
+    from pyspark.sql import functions as F
+
+    value = F.col(key)
+    if not starts:
+        return F.lit(None).cast("int")
+    cuts = F.array(*[F.lit(float(k)) for k, _ in starts])
+    index = F.size(F.filter(cuts, lambda c: c <= value))
+    return F.when(value.isNotNull(), F.element_at(F.array(*[F.lit(b) for _, b in starts]), F.greatest(index, F.lit(1))))
 
 
 # ---------------------------------------------------------------- the cut
@@ -163,18 +238,22 @@ def _auto_buckets(n_rows: int | None) -> int:
 _BUDGETS = ("threshold", "top_fraction", "keep_docs", "keep_tokens", "keep_tokens_fraction")
 
 
-def _check(scores, weights, combine, budgets: dict, resample, temperature) -> str:
+def _check(scores, weights, combine, budgets: dict, resample, temperature, buckets) -> str:
     chosen = [name for name, value in budgets.items() if value is not None]
-    if len(chosen) != 1:
+    if buckets is not None and (isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1):
+        raise CurateError(f"select_budget: buckets must be an integer >= 1, got {buckets!r}")
+    if len(chosen) > 1 or (not chosen and buckets is None):
         raise CurateError(f"select_budget: set exactly one of {', '.join(_BUDGETS)} "
-                          f"(got {', '.join(chosen) or 'none'})")
-    mode = chosen[0]
+                          f"(got {', '.join(chosen) or 'none'}; with buckets, none keeps every scored row)")
+    mode = chosen[0] if chosen else "buckets"
     if not scores:
         raise CurateError("select_budget: 'score' needs at least one column")
     if weights is not None and len(weights) != len(scores):
         raise CurateError(f"select_budget: {len(weights)} weights for {len(scores)} scores")
-    if combine not in ("weighted", "rank"):
-        raise CurateError(f"select_budget: combine must be 'weighted' or 'rank', got '{combine}'")
+    if combine not in COMBINES:
+        raise CurateError(f"select_budget: combine must be one of {', '.join(COMBINES)}, got '{combine}'")
+    if weights is not None and combine in ("max", "rank_max"):
+        raise CurateError(f"select_budget: combine '{combine}' takes no weights")
     if resample not in (None, "gumbel"):
         raise CurateError(f"select_budget: resample must be null or 'gumbel', got '{resample}'")
     if resample and mode == "threshold":
@@ -196,24 +275,32 @@ def select_by_budget(df, *, score: str | list, weights: list | None = None, comb
                      keep_docs: int | None = None, keep_tokens: int | None = None,
                      keep_tokens_fraction: float | None = None, tokenizer: str | None = None,
                      resample: str | None = None, temperature: float = 1.0, seed: int = 0,
-                     sort_buckets: int | None = None, resolve: Callable[[str], Any] = str):
+                     sort_buckets: int | None = None, buckets: int | None = None,
+                     bucket_column: str = "quality_bucket", resolve: Callable[[str], Any] = str):
     """``(kept, rejected, stats)``: the top documents of ``df`` by ``score`` under one budget
     (the parameters of the ``select_budget`` stage; ``resolve`` locates ``tokenizer``).
-    Rejected rows carry ``reject_reason = "budget"``."""
+    With ``buckets``, both outputs get ``bucket_column`` (token-weighted percentile bucket of
+    the combined score, without resampling noise) and the budget may be omitted (keep every
+    scored row). Rejected rows carry ``reject_reason = "budget"`` (``"unscored"`` when only bucketing)."""
     from pyspark.sql import functions as F
 
     scores = [score] if isinstance(score, str) else list(score or [])
     budgets = {"threshold": threshold, "top_fraction": top_fraction, "keep_docs": keep_docs,
                "keep_tokens": keep_tokens, "keep_tokens_fraction": keep_tokens_fraction}
-    mode = _check(scores, weights, combine, budgets, resample, temperature)
+    mode = _check(scores, weights, combine, budgets, resample, temperature, buckets)
     tokenizer_path = str(resolve(tokenizer)) if tokenizer else None
 
-    n_rows = df.count() if combine == "rank" and len(scores) > 1 and not sort_buckets else None
+    n_rows = df.count() if combine in RANKED and len(scores) > 1 and not sort_buckets else None
     n_buckets = sort_buckets or _auto_buckets(n_rows)
-    key = selection_key(df, scores, weights=weights, combine=combine, resample=resample,
-                        temperature=temperature, seed=seed, n_buckets=n_buckets)
-    keyed = df.withColumn(KEY, key)
-    keep, totals, summary, budget, n_buckets = _select(keyed, mode, budgets, tokenizer_path, sort_buckets)
+    options = {"weights": weights, "combine": combine, "temperature": temperature, "seed": seed,
+               "n_buckets": n_buckets}
+    keyed = df.withColumn(KEY, selection_key(df, scores, resample=resample, **options))
+    score_key = KEY
+    if buckets and resample:
+        score_key = SCORE_KEY
+        keyed = keyed.withColumn(SCORE_KEY, selection_key(df, scores, resample=None, **options))
+    keep, totals, summary, budget, n_buckets, starts = _select(
+        keyed, mode, budgets, tokenizer_path, sort_buckets, buckets, score_key)
     stats = {"mode": mode, "budget": budget if budget is not None else threshold, "rows_in": totals["rows"],
              "rows_out": int(summary["rows_out"] or 0), "tokens_in": int(totals["tokens"] or 0),
              "tokens_kept": int(summary["tokens_kept"] or 0),
@@ -221,20 +308,27 @@ def select_by_budget(df, *, score: str | list, weights: list | None = None, comb
              "effective_threshold": threshold if mode == "threshold" else summary["min_kept_key"],
              "score": scores, "combine": combine, "resample": resample,
              "token_estimate": tokenizer or "whitespace words", "sort_buckets": n_buckets}
-    kept = keyed.filter(keep).drop(KEY)
-    rejected = keyed.filter(~keep).drop(KEY).withColumn(REJECT_REASON, F.lit("budget"))
+    if buckets:
+        stats.update(buckets=buckets, bucket_column=bucket_column,
+                     bucket_starts=[[b, k] for k, b in starts[0]], bucket_tokens=starts[1])
+        keyed = keyed.withColumn(bucket_column, bucket_column_of(starts[0], score_key))
+    reason = "unscored" if mode == "buckets" else "budget"
+    kept = keyed.filter(keep).drop(KEY, SCORE_KEY)
+    rejected = keyed.filter(~keep).drop(KEY, SCORE_KEY).withColumn(REJECT_REASON, F.lit(reason))
     return kept, rejected, stats
 
 
-def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_buckets: int | None):
-    """(keep predicate, totals row, kept-summary row, budget, sort buckets) over the narrow
-    (id, key, tokens) projection of ``keyed``, persisted while the cut is found."""
+def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_buckets: int | None,
+            buckets: int | None = None, score_key: str = KEY):
+    """(keep predicate, totals row, kept-summary row, budget, sort buckets, bucket starts) over
+    the narrow (id, key, tokens) projection of ``keyed``, persisted while the cuts are found."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from curate.quality.tokens import token_count_column
 
-    narrow = keyed.select(ID, KEY, token_count_column(tokenizer=tokenizer_path).alias(TOKENS)).persist(
+    extra = [score_key] if score_key != KEY else []
+    narrow = keyed.select(ID, KEY, *extra, token_count_column(tokenizer=tokenizer_path).alias(TOKENS)).persist(
         StorageLevel.MEMORY_AND_DISK)
     try:
         scored = F.col(KEY).isNotNull()
@@ -243,7 +337,9 @@ def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_bu
                             F.sum(F.when(scored, F.col(TOKENS)).otherwise(0)).alias("scored_tokens")).first()
         n_buckets = sort_buckets or _auto_buckets(totals["rows"])
         cut, budget = None, None
-        if mode != "threshold":
+        if mode == "buckets":
+            cut = KEEP_ALL
+        elif mode != "threshold":
             budget = _budget_value(mode, budgets, totals["rows"], totals["tokens"] or 0)
             by_docs = mode in ("top_fraction", "keep_docs")
             candidates = narrow.filter(scored)
@@ -251,6 +347,9 @@ def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_bu
                 candidates = candidates.withColumn(TOKENS, F.lit(1).cast("long"))
             cut = prefix_cut(candidates, budget, n_buckets,
                              total=totals["scored_rows"] if by_docs else totals["scored_tokens"])
+        starts = ([], [])
+        if buckets:
+            starts = bucket_starts(narrow.filter(F.col(score_key).isNotNull()), score_key, buckets, n_buckets)
         keep = kept_predicate(cut, budgets["threshold"])
         summary = narrow.agg(
             F.sum(F.when(keep, 1).otherwise(0)).alias("rows_out"),
@@ -258,7 +357,7 @@ def _select(keyed, mode: str, budgets: dict, tokenizer_path: str | None, sort_bu
             F.min(F.when(keep, F.col(KEY))).alias("min_kept_key")).first()
     finally:
         narrow.unpersist()
-    return keep, totals, summary, budget, n_buckets
+    return keep, totals, summary, budget, n_buckets, starts
 
 
 def _budget_value(mode: str, budgets: dict, n_rows: int, total_tokens: int) -> float:

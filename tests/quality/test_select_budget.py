@@ -120,3 +120,106 @@ def test_tokenizer_file_counts_tokens(tmp_path):
     write_sidecar(path)  # tokenizers are hash-checked before loading
     assert count_tokens(["the cat, sat"], str(path)) == [4]
     assert count_tokens(["the  cat\nsat", None]) == [3, 0]
+
+
+# ---------------------------------------------------------------- ensembles and buckets
+
+
+def _percent_ranks(values):
+    """Exact reference: (number of strictly smaller values) / (n - 1); ties share the rank."""
+    ordered = sorted(values)
+    return {v: ordered.index(v) / (len(values) - 1) for v in set(values)}
+
+
+def _reference_buckets(rows, key, n):
+    """Plain Python Nemotron-CC buckets: floor(n · tokens of strictly smaller keys / all tokens)."""
+    tokens = {r.id: count_words(r.text) for r in rows}
+    total = sum(tokens.values())
+    below_key, running = {}, 0
+    for k in sorted({key(r) for r in rows}):
+        below_key[k] = running
+        running += sum(tokens[r.id] for r in rows if key(r) == k)
+    return {r.id: min(n - 1, n * below_key[key(r)] // total) for r in rows}
+
+
+@pytest.mark.parametrize("combine", ["mean", "max", "rank_max"])  # rank_average: the bucket test
+def test_combine_matches_python_reference(corpus, stage_ctx, combine):
+    rows = corpus.select("id", "fasttext_score.prob", "coarse").collect()
+    out = _run(corpus, stage_ctx, score=["fasttext_score.prob", "coarse"], combine=combine,
+               keep_docs=150, sort_buckets=3)
+    if combine.startswith("rank"):
+        pr, cr = _percent_ranks([r.prob for r in rows]), _percent_ranks([r.coarse for r in rows])
+        values = {r.id: (pr[r.prob], cr[r.coarse]) for r in rows}
+    else:
+        values = {r.id: (r.prob, r.coarse) for r in rows}
+    key = {i: (max(v) if combine.endswith("max") else sum(v) / 2) for i, v in values.items()}
+    expected = sorted(sorted(key, key=lambda i: (-key[i], i))[:150])
+    assert _ids(out) == expected and out.stats["combine"] == combine
+
+
+def test_token_buckets_match_python_reference_on_any_partitioning(corpus, stage_ctx):
+    from pyspark.sql import functions as F
+
+    # 1 in 10 documents unscored: kept out of the buckets, rejected with reason "unscored".
+    df = corpus.withColumn("coarse", F.when(F.crc32("id") % 10 == 0, None).otherwise(F.col("coarse")))
+    rows = df.select("id", "text", "fasttext_score.prob", "coarse").collect()
+    scored = [r for r in rows if r.coarse is not None]
+    params = {"score": ["fasttext_score.prob", "coarse"], "combine": "rank_average", "buckets": 20}
+    results = []
+    for parts, work in ((1, None), (4, 3)):
+        out = _run(df.repartition(parts, "id"), stage_ctx, sort_buckets=work, **params)
+        results.append(({r.id: r.quality_bucket for r in out.kept.select("id", "quality_bucket").collect()}, out))
+    (got, out), (got_4, _) = results
+    assert got == got_4  # same buckets on 1 and 4 partitions (and 1 vs 3 work ranges)
+
+    # Each column is ranked among the rows that have it (prob: all 600, coarse: the scored ones).
+    pr, cr = _percent_ranks([r.prob for r in rows]), _percent_ranks([r.coarse for r in scored])
+    expected = _reference_buckets(scored, lambda r: (pr[r.prob] + cr[r.coarse]) / 2, 20)
+    assert got == expected and set(got.values()) == set(range(20))
+    rejected = out.rejected.select("id", REJECT_REASON, "quality_bucket").collect()
+    assert len(rejected) == len(rows) - len(scored) > 0
+    assert {r[REJECT_REASON] for r in rejected} == {"unscored"} and {r.quality_bucket for r in rejected} == {None}
+
+    # Equal token mass: every bucket within one document of total / 20.
+    tokens = {r.id: count_words(r.text) for r in scored}
+    total, longest = sum(tokens.values()), max(tokens.values())
+    per_bucket = [sum(t for i, t in tokens.items() if expected[i] == b) for b in range(20)]
+    assert all(abs(t - total / 20) <= longest for t in per_bucket)
+    assert out.stats["bucket_tokens"] == [[b, sum(v == b for v in expected.values()), per_bucket[b]] for b in range(20)]
+
+
+def test_buckets_with_a_budget_and_mix_weights_by_bucket(corpus, stage_ctx, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.train.mix import build_mixture, parse_spec
+
+    rows = corpus.select("id", "text", "fasttext_score.prob").collect()
+    out = _run(corpus, stage_ctx, score="fasttext_score.prob", buckets=4, bucket_column="qb", top_fraction=0.5)
+    expected = _reference_buckets(rows, lambda r: r.prob, 4)
+    kept = out.kept.select("id", "text", "qb").toPandas()
+    assert len(kept) == 300 and dict(zip(kept.id, kept.qb)) == {i: expected[i] for i in kept.id}
+    assert set(kept.qb) == {2, 3}  # the top half by score holds the two upper token quartiles (±1 document)
+    assert {r.qb for r in out.rejected.select("qb").collect()} <= {0, 1, 2}
+
+    (tmp_path / "kept").mkdir()
+    pq.write_table(pa.Table.from_pandas(kept, preserve_index=False), tmp_path / "kept" / "part-00000.parquet")
+    spec = parse_spec({"total_tokens": 10**9, "sources": {
+        "top": {"path": str(tmp_path / "kept"), "where": {"column": "qb", "min": 3}, "weight": 3, "max_epochs": 2},
+        "rest": {"path": str(tmp_path / "kept"), "where": {"column": "qb", "max": 2}, "weight": 1}}})
+    manifest = build_mixture(spec, tmp_path / "mix")
+    top = kept[kept.qb == 3]
+    assert manifest["sources"]["top"]["available_documents"] == len(top)
+    assert manifest["sources"]["rest"]["available_documents"] == len(kept) - len(top)
+    assert manifest["sources"]["top"]["epochs"] == 2.0  # the top bucket repeated twice, the rest once
+
+
+def test_bucket_params_fail_clearly(corpus, stage_ctx):
+    with pytest.raises(CurateError, match="exactly one of"):
+        _run(corpus, stage_ctx, score="fasttext_score.prob")
+    with pytest.raises(CurateError, match="buckets must be"):
+        _run(corpus, stage_ctx, score="fasttext_score.prob", buckets=0)
+    with pytest.raises(CurateError, match="takes no weights"):
+        _run(corpus, stage_ctx, score=["fasttext_score.prob", "coarse"], combine="max", weights=[1, 2], keep_docs=3)
+    with pytest.raises(CurateError, match="combine must be one of"):
+        _run(corpus, stage_ctx, score="fasttext_score.prob", combine="median", keep_docs=3)
