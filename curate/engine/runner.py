@@ -65,6 +65,26 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def parameter_uris(value: Any) -> list[str]:
+    """Every object-store URI among a stage's parameter values (nested lists and mappings too)."""
+    if isinstance(value, str):
+        return [value] if fs.is_remote(value) else []
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [uri for item in value for uri in parameter_uris(item)]
+    return []
+
+
+def check_parameter_uris(p: Pipeline) -> None:
+    """Fail before any work when a model, reference or benchmark URI of a stage cannot be read."""
+    for call in p.stages:
+        for uri in parameter_uris(call.params):
+            fs.check_reachable(uri)
+            if not fs.exists(uri):
+                raise CurateError(f"stage '{call.name}': {uri} does not exist")
+
+
 def run_pipeline(pipeline: str | os.PathLike | Mapping[str, Any] | Pipeline, *, input: str | None = None,
                  output: str | None = None, master: str | None = None,
                  conf: Mapping[str, str] | None = None, force: bool = False,
@@ -76,6 +96,7 @@ def run_pipeline(pipeline: str | os.PathLike | Mapping[str, Any] | Pipeline, *, 
     for uri in (p.input.path, out):
         if not uri.startswith("builtin:"):
             fs.check_reachable(uri)
+    check_parameter_uris(p)
     fs.makedirs(out)
     command = " ".join(sys.argv) or "curate"
     with leases.acquire(out, owner_command=command, take_over=take_over, log=log) as lease:

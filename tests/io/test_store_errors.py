@@ -134,6 +134,23 @@ def test_missing_bucket_for_output_and_input(store_env, pipeline):
     assert line == f"error: s3://no-such-bucket-y/raw/: bucket 'no-such-bucket-y' {fix}"
 
 
+def test_a_missing_model_uri_in_a_stage_stops_the_run_before_any_work(store_env, tmp_path):
+    """Stage parameters are checked too: a fastText model that is not in the bucket, or in a bucket
+    that does not exist, fails with one line before the lease is taken or Spark starts."""
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "one document"}\n')
+    for model, expected in [(f"s3://{BUCKET}/models/missing.bin",
+                             f"error: stage 'fasttext_score': s3://{BUCKET}/models/missing.bin does not exist"),
+                            ("s3://no-such-bucket-z/m.bin",
+                             "error: s3://no-such-bucket-z/m.bin: bucket 'no-such-bucket-z' does not exist;"
+                             " create it or fix the URI")]:
+        path = tmp_path / "p.yaml"
+        path.write_text(f"name: p\ninput: {tmp_path / 'in.jsonl'}\noutput: {tmp_path / 'out'}\n"
+                        f"stages:\n  - fasttext_score: {{model: '{model}'}}\n")
+        result = CliRunner().invoke(main, ["run", str(path)])
+        assert one_line_error(result.exit_code, result.output) == expected
+        assert not (tmp_path / "out" / "_lease").exists() and not (tmp_path / "out" / "00-read").exists()
+
+
 @pytest.mark.parametrize("uri,module,extra", [("gs://b/out", "gcsfs", "gcs"), ("abfs://c/out", "adlfs", "azure")])
 def test_scheme_without_an_installed_filesystem(pipeline, uri, module, extra):
     try:
