@@ -121,6 +121,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "curate.quality.sample",
     "curate.quality.fasttext_score",
     "curate.quality.dsir_score",
+    "curate.quality.hf_classify",
     "curate.quality.select_budget",
     "curate.pplcorr.perplexity_correlation",
     "curate.targeted.embed",
