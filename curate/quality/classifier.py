@@ -209,7 +209,7 @@ def train_classifier(positives: Sequence[str], negatives: Sequence[str], out_pat
     hyper = {"epoch": epoch, "lr": lr, "dim": dim, "word_ngrams": word_ngrams, "min_count": min_count,
              "bucket": bucket, "loss": "softmax", "threads": threads, "seed": seed}
     out_path = Path(out_path)
-    model, digest = _fit(data["train"], out_path, hyper)
+    model, digest = fit_rows(data["train"], out_path, hyper)
 
     classifier = Classifier(model, str(out_path), digest, (label_positive, label_negative), **norm)
     test_texts, test_labels = data["test"]
@@ -246,9 +246,10 @@ def _training_data(positives: Sequence[str], negatives: Sequence[str], norm: dic
     return {"train": train_rows, "test": test, "counts": counts}
 
 
-def _fit(train_rows: list[tuple[str, str]], out_path: Path, hyper: dict):
-    """Train fastText on ``train_rows`` in a fresh process, write ``out_path`` and its sidecar;
-    return (model, sha256)."""
+def fit_rows(train_rows: list[tuple[str, str]], out_path: Path, hyper: dict):
+    """Train fastText on ``train_rows`` [(label, normalized line)] in a fresh process, write
+    ``out_path`` and its sidecar; return (model, sha256). Also used by the embedding-head
+    comparison (:mod:`curate.quality.embedding_head`)."""
     import fasttext
 
     out_path.parent.mkdir(parents=True, exist_ok=True)

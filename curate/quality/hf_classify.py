@@ -42,6 +42,7 @@ LONG_DOCS = ("first", "mean")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 CHARS_PER_TOKEN_CAP = 64  # "first" never needs more characters than this per window token
+EMBEDDING = "embedding"  # an encoder without a head: forward() gives the pooled vectors
 FIELDS = {"score": "double", "label": "string", "probs": "array<float>"}
 
 
@@ -113,7 +114,7 @@ class LoadedModel:
 
     model: Any
     tokenizer: Any
-    task: str  # "classification", "multi_label" or "regression"
+    task: str  # "classification", "multi_label", "regression" or "embedding" (a bare encoder)
     labels: tuple[str, ...]
     max_length: int
     device: str
@@ -129,11 +130,12 @@ class LoadedModel:
         import torch
 
         with torch.inference_mode():
-            if self.head is None:
+            if self.head is None and self.task != EMBEDDING:
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
             else:
                 hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                logits = head_logits(mean_pool(hidden, attention_mask), self.head)
+                logits = mean_pool(hidden, attention_mask)
+                logits = logits if self.head is None else head_logits(logits, self.head)
             return logits.float().cpu().numpy()
 
 
@@ -232,6 +234,38 @@ def _load(path: str, digest: str, device: str, precision: str, max_length: int |
         raise CurateError(f"hf_classify: the tokenizer of {path} has no padding token")
     window = min(window, max_length) if max_length else window
     return LoadedModel(model, tokenizer, task, labels, window, device, digest, head)
+
+
+def load_encoder(model_dir: str | Path, digest: str, *, device: str | None = None,
+                 precision: str = "auto") -> LoadedModel:
+    """A sentence encoder (``AutoModel`` + mean pooling + L2 norm, as sentence-transformers' MiniLM)
+    from a directory the caller has already verified (``digest`` names that check); its window is
+    ``max_seq_length`` of ``sentence_bert_config.json`` when present."""
+    return _load_encoder(str(Path(model_dir).resolve()), digest, resolve_device(device), precision)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_encoder(path: str, digest: str, device: str, precision: str) -> LoadedModel:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    model = AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False, use_safetensors=True,
+                                      dtype=torch_dtype(precision, device)).to(device).eval()
+    st_config = Path(path) / "sentence_bert_config.json"
+    window = (int(json.loads(st_config.read_text())["max_seq_length"]) if st_config.is_file()
+              else _model_window(model.config, tokenizer))
+    return LoadedModel(model, tokenizer, EMBEDDING, (), window, device, digest)
+
+
+def encode_texts(texts: Sequence[str | None], loaded: LoadedModel, *, batch_size: int = 64) -> np.ndarray:
+    """(n, dim) float32 unit vectors of the first window of each text (an ``embedding`` model)."""
+    texts = ["" if t is None else str(t) for t in texts]
+    pieces, _ = windows_of(texts, loaded, "first")
+    return run_windows(pieces, loaded, batch_size)
 
 
 def _load_head(path: Path, device: str) -> dict:
