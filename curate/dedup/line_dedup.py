@@ -15,7 +15,11 @@ Counting, in Spark. Each document contributes its *distinct* unit hashes (``expl
 documents are *frequent*; they are written as the artifact table ``<column>_units`` (hash,
 docs, first_id). With ``keep_first: true`` the document with the smallest id keeps the unit
 (every occurrence in it), otherwise the unit is removed everywhere. A join sends each
-document only the hashes it must drop; only documents that change go through Python.
+document only the hashes it must drop; only the documents that change go through Python again,
+and what they lose is written as the artifact table ``<column>_removed`` (id, removed_units,
+removed_chars, removed, too_short). Kept and rejected rows are built from the two artifacts by
+cutting the recorded spans out of the text (:func:`cut`), so the runner's passes over the
+outputs (count, write) never normalise or hash a unit again.
 
 Rewriting. A removed unit goes with the separator before it (or after it, for the first unit),
 so neighbouring text keeps its own separators; nothing else changes (a document with nothing
@@ -57,10 +61,26 @@ def _strip_table() -> dict[int, None]:
             and not chr(cp).isspace()}
 
 
+def _fold(text: str) -> str:
+    """Lower case, digits -> 0, punctuation/controls removed; whitespace untouched."""
+    return _DIGIT.sub("0", text.lower()).translate(_strip_table())
+
+
 def normalize_unit(unit: str) -> str:
     """CCNet dedup normalisation: lower case, digits -> 0, no punctuation/controls, single spaces."""
-    unit = _DIGIT.sub("0", unit.lower()).translate(_strip_table())
-    return " ".join(unit.split())
+    return " ".join(_fold(unit).split())
+
+
+def normalized_units(units: list[str], unit: str, text: str) -> list[str]:
+    """``normalize_unit`` of each of ``text``'s units. Lines are folded as one string (one call per
+    document, not per line): folding keeps every whitespace character, so the ``\n`` split of the
+    folded text lines up with the units. Paragraphs are folded one by one (removing punctuation
+    can join two blank lines into a new paragraph break)."""
+    if unit == "line":
+        folded = _fold(text).split("\n")
+        if len(folded) == len(units):
+            return [" ".join(u.split()) for u in folded]
+    return [normalize_unit(u) for u in units]
 
 
 def unit_hash(normalized: str) -> int:
@@ -71,6 +91,9 @@ def unit_hash(normalized: str) -> int:
 
 def split_units(text: str, unit: str) -> tuple[list[str], list[str]]:
     """``(units, separators)``: ``units[i]`` is followed by ``separators[i]`` (one fewer separator)."""
+    if unit == "line":
+        units = text.split("\n")
+        return units, ["\n"] * (len(units) - 1)
     pieces = SEPARATORS[unit].split(text)
     return pieces[0::2], pieces[1::2]
 
@@ -78,7 +101,7 @@ def split_units(text: str, unit: str) -> tuple[list[str], list[str]]:
 def unit_keys(text: str | None, unit: str) -> list[int]:
     """The distinct keys of ``text``'s units that normalise to something, sorted."""
     units, _ = split_units(text or "", unit)
-    return sorted({unit_hash(n) for n in map(normalize_unit, units) if n})
+    return sorted({unit_hash(n) for n in normalized_units(units, unit, text or "") if n})
 
 
 def remove_units(text: str, unit: str, remove: set[int]) -> tuple[str, int, list[tuple[int, str]]]:
@@ -89,10 +112,9 @@ def remove_units(text: str, unit: str, remove: set[int]) -> tuple[str, int, list
     kept: list[tuple[int, int]] = []  # [start, end) intervals of text that stay
     removed = 0
     start = 0
-    for i, piece in enumerate(units):
+    for i, (piece, normalized) in enumerate(zip(units, normalized_units(units, unit, text))):
         sep_start = start - (len(seps[i - 1]) if i else 0)
         end = start + len(piece)
-        normalized = normalize_unit(piece)
         if normalized and unit_hash(normalized) in remove:
             removed += 1
         else:
@@ -108,6 +130,18 @@ def remove_units(text: str, unit: str, remove: set[int]) -> tuple[str, int, list
     if cursor < len(text):
         spans.append((cursor, text[cursor:]))
     return "".join(text[a:b] for a, b in kept), removed, spans
+
+
+def cut(text: str, spans: list[tuple[int, str]]) -> str:
+    """``text`` without the substrings ``spans`` (``(offset, substring)``, in order) — the text
+    :func:`remove_units` returned, rebuilt without normalising or hashing anything."""
+    out: list[str] = []
+    cursor = 0
+    for offset, piece in spans:
+        out.append(text[cursor:offset])
+        cursor = offset + len(piece)
+    out.append(text[cursor:])
+    return "".join(out)
 
 
 def restore(new_text: str, spans: list[tuple[int, str]]) -> str:
@@ -138,27 +172,42 @@ def _keys_column(col, unit: str):
     return F.arrow_udf(keys, "array<long>")(col)
 
 
-def _rewrite_column(text_col, remove_col, unit: str):
-    """Arrow UDF: ``struct<text, removed_units, removed_chars, removed>`` for each (text, keys to remove)."""
+def _removal_column(text_col, remove_col, unit: str, min_chars: int):
+    """Arrow UDF: what :func:`remove_units` removes from each (text, keys to remove), and whether the
+    rest is shorter than ``min_chars`` (stripped)."""
     import pyarrow as pa
     from pyspark.sql import functions as F
 
     span = pa.struct([("offset", pa.int64()), ("text", pa.string())])
-    out_type = pa.struct([("text", pa.string()), ("removed_units", pa.int64()), ("removed_chars", pa.int64()),
-                          ("removed", pa.list_(span))])
+    out_type = pa.struct([("removed_units", pa.int64()), ("removed_chars", pa.int64()),
+                          ("removed", pa.list_(span)), ("too_short", pa.bool_())])
 
-    def rewrite(texts, removes):
+    def removal(texts, removes):
         rows = []
         for text, keys in zip(texts.to_pylist(), removes.to_pylist()):
-            new, count, spans = remove_units(text or "", unit, set(keys or ()))
-            rows.append({"text": text if not count else new, "removed_units": count,
-                         "removed_chars": len(text or "") - len(new),
-                         "removed": [{"offset": o, "text": s} for o, s in spans]})
+            text = text or ""
+            new, count, spans = remove_units(text, unit, set(keys or ()))
+            rows.append({"removed_units": count, "removed_chars": len(text) - len(new),
+                         "removed": [{"offset": o, "text": s} for o, s in spans],
+                         "too_short": bool(count) and len(new.strip()) < min_chars})
         return pa.array(rows, out_type)
 
-    rewrite.__annotations__ = {"texts": pa.Array, "removes": pa.Array, "return": pa.Array}
-    return F.arrow_udf(rewrite, f"struct<text:string,removed_units:long,removed_chars:long,"
-                                f"removed:array<{_SPAN}>>")(text_col, remove_col)
+    removal.__annotations__ = {"texts": pa.Array, "removes": pa.Array, "return": pa.Array}
+    return F.arrow_udf(removal, f"struct<removed_units:long,removed_chars:long,removed:array<{_SPAN}>,"
+                                f"too_short:boolean>")(text_col, remove_col)
+
+
+def _cut_column(text_col, spans_col):
+    """Arrow UDF: :func:`cut` of each text by its recorded spans."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    def cut_texts(texts, spans):
+        return pa.array([cut(t or "", [(s["offset"], s["text"]) for s in sp or ()])
+                         for t, sp in zip(texts.to_pylist(), spans.to_pylist())], pa.string())
+
+    cut_texts.__annotations__ = {"texts": pa.Array, "spans": pa.Array, "return": pa.Array}
+    return F.arrow_udf(cut_texts, "string")(text_col, spans_col)
 
 
 def frequent_units(df, unit: str, min_docs: int):
@@ -170,6 +219,21 @@ def frequent_units(df, unit: str, min_docs: int):
     frequent = (doc_keys.groupBy("hash").agg(F.count("*").alias("docs"), F.min(ID).alias("first_id"))
                 .filter(F.col("docs") >= min_docs))
     return doc_keys, frequent
+
+
+def removals_of(df, doc_keys, frequent, unit: str, keep_first: bool, min_chars: int):
+    """One row per document that loses something: ``id``, ``removed_units``, ``removed_chars``,
+    ``removed`` (spans), ``too_short``. Only those documents go through Python again."""
+    from pyspark.sql import functions as F
+
+    hits = doc_keys.join(frequent, "hash")
+    if keep_first:
+        hits = hits.filter(F.col(ID) != F.col("first_id"))
+    to_remove = hits.groupBy(ID).agg(F.collect_list("hash").alias("_remove"))
+    found = df.select(ID, TEXT).join(to_remove, ID).select(
+        ID, _removal_column(F.col(TEXT), F.col("_remove"), unit, min_chars).alias("_r"))
+    return found.select(ID, *[F.col(f"_r.{f}").alias(f) for f in ("removed_units", "removed_chars", "removed",
+                                                                   "too_short")])
 
 
 @stage("line_dedup")
@@ -197,27 +261,22 @@ def line_dedup(df, ctx: StageContext, *, unit: str = "line", min_docs: int = 2, 
 
     doc_keys, frequent = frequent_units(df, unit, min_docs)
     frequent = ctx.artifact_table(f"{record}_units", frequent, order_by="hash")
-    hits = doc_keys.join(frequent, "hash")
-    if keep_first:
-        hits = hits.filter(F.col(ID) != F.col("first_id"))
-    to_remove = hits.groupBy(ID).agg(F.collect_list("hash").alias("_remove"))
-    joined = df.join(to_remove, ID, "left")
-
-    columns = [c for c in df.columns]
-    untouched = joined.filter(F.col("_remove").isNull()).select(
+    removals = ctx.artifact_table(f"{record}_removed", removals_of(df, doc_keys, frequent, unit, keep_first,
+                                                                  min_chars))
+    # kept and rejected come from the two artifacts: no unit is normalised or hashed again
+    joined = df.join(removals.select(*[F.col(c).alias(f"_{c}") if c != ID else F.col(c)
+                                       for c in removals.columns]), ID, "left")
+    columns = list(df.columns)
+    untouched = joined.filter(F.col("_removed_units").isNull()).select(
         *columns, F.struct(F.lit(0).cast("long").alias("removed_units"), F.lit(0).cast("long").alias("removed_chars"),
                            F.array().cast(f"array<{_SPAN}>").alias("removed")).alias(record))
-    changed = joined.filter(F.col("_remove").isNotNull()).withColumn(
-        "_r", _rewrite_column(F.col(TEXT), F.col("_remove"), unit))
-    changed = changed.select(
-        *[F.col(c) for c in columns], F.col("_r.text").alias("_new"),
-        F.struct(F.col("_r.removed_units").alias("removed_units"), F.col("_r.removed_chars").alias("removed_chars"),
-                 F.col("_r.removed").alias("removed")).alias(record))
-    short = F.length(F.trim(F.col("_new"))) < min_chars
-    rejected = changed.filter(short).drop("_new").withColumn(REJECT_REASON, F.lit(REASON))
-    rewritten = changed.filter(~short).select(
-        *[F.col("_new").alias(TEXT, metadata=df.schema[TEXT].metadata) if c == TEXT else F.col(c) for c in columns],
-        F.col(record))
+    changed = joined.filter(F.col("_removed_units").isNotNull())
+    trace = F.struct(F.col("_removed_units").alias("removed_units"), F.col("_removed_chars").alias("removed_chars"),
+                     F.col("_removed").alias("removed")).alias(record)
+    rejected = changed.filter(F.col("_too_short")).select(*columns, trace, F.lit(REASON).alias(REJECT_REASON))
+    new_text = _cut_column(F.col(TEXT), F.col("_removed")).alias(TEXT, metadata=df.schema[TEXT].metadata)
+    rewritten = changed.filter(~F.col("_too_short")).select(
+        *[new_text if c == TEXT else F.col(c) for c in columns], trace)
     kept = untouched.unionByName(rewritten)
 
     def stats(kept_df, rejected_df) -> dict:
