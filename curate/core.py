@@ -117,6 +117,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "curate.dedup.exact_dedup",
     "curate.dedup.minhash_dedup",
     "curate.dedup.line_dedup",
+    "curate.dedup.semantic_dedup",
     "curate.quality.score",
     "curate.quality.sample",
     "curate.quality.fasttext_score",
