@@ -86,22 +86,10 @@ def measure(mode: str, master: str, path: Path, split_size: str = "128MiB") -> d
         result.release()
     wall = time.perf_counter() - t0
     cpu = sum(tree_cpu_seconds().values()) - cpu0
-    extra = {"newline_pass_s": round(newline_pass(spark, path, spec), 1)} if mode == "split" else {}
     spark.stop()
     size = path.stat().st_size
     return {"mode": mode, "master": master, "docs": docs, "quarantined": quarantined, "wall_s": round(wall, 1),
-            "cpu_s": round(cpu, 1), "mb_per_s": round(size / 1e6 / wall, 1), **extra}
-
-
-def newline_pass(spark, path: Path, spec) -> float:
-    """Wall seconds of the reader's first pass alone (newlines per split), run again after the timed read."""
-    from curate.io.read import _newline_counts, file_infos, jsonl_units
-
-    root, rel = str(path.parent), path.name
-    units = jsonl_units([rel], file_infos(root, [rel]), spec.split_size)
-    t0 = time.perf_counter()
-    _newline_counts(spark, root, units)
-    return time.perf_counter() - t0
+            "cpu_s": round(cpu, 1), "mb_per_s": round(size / 1e6 / wall, 1)}
 
 
 def main() -> None:

@@ -223,10 +223,10 @@ def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
     :func:`curate.io.jsonl.line_fields`); a generated id is left null unless ``known``."""
     kind = fields[0]
     if kind == "doc":
-        _, doc_id, text, carried, repairs = fields
+        _, doc_id, text, carried, repairs, fast = fields
         if doc_id is None and known:
             doc_id = f"{rel}:{line_no}"
-        return line_no, "doc", doc_id, text, carried_json(carried), None, None, repairs
+        return line_no, "doc", doc_id, text, carried_json(carried, fast), None, None, repairs
     if kind == "record":
         return line_no, "record", None, None, None, fields[1], fields[2], None
     return line_no, "file", None, None, None, fields[1], None, None
