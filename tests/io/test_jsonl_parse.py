@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from curate.io.jsonl import ParseOptions, parse_file, parse_line
+from curate.io.jsonl import ParseOptions, carried_json, fast_decoder, line_fields, parse_file, parse_line, shape
 
 OPTS = ParseOptions()
 
@@ -135,3 +135,62 @@ def test_single_huge_line_is_read_whole(tmp_path):
     p.write_text(json.dumps({"id": "big", "text": text}) + "\n")
     (rec,) = _records(p)
     assert rec.kind == "doc" and len(rec.text) == len(text)
+
+
+# ---------------------------------------------------------------- fast decoder (msgspec) and fallback
+
+EDGE_LINES = [
+    b'{"id": "a", "text": "plain", "meta": {"n": 1, "f": 0.5, "tags": ["x", ""], "none": null}}',
+    b'{"id": "a", "text": "dup key", "text": "last wins", "k": 1, "k": 2}',
+    b'{"id": 1, "text": "big", "n": 123456789012345678901234567890, "m": -9223372036854775809}',
+    b'{"id": "a", "text": "nan", "v": NaN, "w": -Infinity}',  # json.loads only
+    b'{"id": "a", "text": "huge", "v": 1e400}',  # json.loads only: inf
+    b'{"id": "a", "text": "lone \\ud800 surrogate", "m": {"\\udc00": ["\\ud83d\\ude00"]}}',
+    b'{"id": "a", "text": "pair \\ud83d\\ude00 ok"}',
+    b'{"id": "a", "text": "caf\xe9 latin-1"}',
+    b'{"id": "a", "text": "overlong \xc0\xaf"}',
+    b'{"id": "a", "text": "surrogate bytes \xed\xa0\x80"}',
+    b'\xef\xbb\xbf{"id": "bom", "text": "not on line 1"}',
+    b'{"id": "a", "text": "nul \\u0000 inside"}',
+    b'{"id": "a", "text": "crlf"}\r',
+    b'{"id": "a", "text": "ctrl \x01 raw"}',
+    b'{"id": "a", "text": 1.5}',
+    b'{"id": "a", "text": "trailing"} x',
+    b'{"id": "a", "text": "ok", "id_original": 1, "text_original": "t"}',
+    b'{"id": true, "text": "bool id"}',
+    b'{"id": "", "text": "empty id"}',
+    b'{"id": {"x": 1}, "text": "object id"}',
+    b"[" * 5000 + b"]" * 5000,
+    b'{"id": "a", "text": "\\u2003 \\n"}',
+    b'  {"id": "a", "text": "spaces around"}  ',
+    b'{"text": "no id", "a": -0, "b": -0.0, "c": 1E5, "d": "\\/"}',
+]
+
+
+@pytest.mark.parametrize("raw", EDGE_LINES)
+@pytest.mark.parametrize("utf8", ["replace", "strict"])
+def test_fast_decoder_gives_the_reference_fields(raw, utf8):
+    """Whatever msgspec accepts decodes as json.loads would; whatever it refuses goes the reference way."""
+    opts = ParseOptions(utf8=utf8)
+    fast = line_fields(raw, False, opts, fast_decoder())
+    reference = line_fields(raw, False, opts)
+    assert fast[:5] == reference[:5] if fast[0] == "doc" else fast == reference
+    if fast[0] == "doc":
+        # a fast-read line's carried fields are written by msgspec: the same JSON values
+        assert json.loads(carried_json(fast[3], fast[5]) or "null") == json.loads(carried_json(reference[3]) or "null")
+
+
+def test_lone_surrogate_escapes_are_replaced_and_counted():
+    rec = parse(b'{"id": "x", "text": "a\\ud800b", "m": ["\\udfff"]}')
+    assert (rec.kind, rec.text, rec.repairs) == ("doc", "a\ufffdb", "invalid_utf8_replaced")
+    assert json.loads(rec.extra) == {"m": ["\ufffd"]}
+    assert parse(b'{"id": "x", "text": "a\\\\ud800b"}').text == "a\\ud800b"  # an escaped backslash, not a surrogate
+    strict = parse(b'{"id": "x", "text": "a\\ud800b"}', opts=ParseOptions(utf8="strict"))
+    assert (strict.kind, strict.reason) == ("record", "invalid_utf8")
+
+
+def test_shape_keeps_what_spark_infers_from():
+    assert shape({"b": [1, "x", "", None], "a": {"q": ""}, "n": 2**70, "f": 1.0, "t": False}) == (
+        '{"a":{"q":""},"b":["","s",0,null],"f":0.0,"n":1180591620717411303424,"t":true}')
+    assert shape({"x": "y"}) == shape({"x": "z"}) != shape({"x": ""})
+    assert shape({"l": [1, 2, 3]}) == shape({"l": [7]}) != shape({"l": []})

@@ -123,3 +123,31 @@ def test_jsonl_output_keeps_fields_and_is_sorted_by_id(spark, messy_dir, tmp_pat
         ids = [json.loads(line)["id"] for line in f.read_text().splitlines()]
         assert ids == sorted(ids)
     assert rows[0].keys() == {"id", "text", "meta", "source"} and isinstance(rows[0]["meta"], dict)
+
+
+def _random_value(rng, depth: int = 0):
+    """A JSON value of every kind Spark's inference tells apart (empty strings, big integers…)."""
+    kinds = ["str", "empty", "int", "big", "huge", "float", "bool", "null"]
+    kinds += ["list", "dict"] * 2 if depth < 3 else []
+    kind = rng.choice(kinds)
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == "dict":
+        return {rng.choice("abcde"): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return {"str": "word", "empty": "", "int": rng.randrange(-5, 5), "big": 10 ** rng.randrange(19, 30),
+            "huge": -(10 ** 45), "float": rng.choice([0.5, 1e300, float("nan")]), "bool": True, "null": None}[kind]
+
+
+def test_shapes_infer_the_schema_spark_infers_from_all_values(spark):
+    """spark.read.json over the distinct shapes == over every value: 300 random groups of values,
+    each under its own top-level key (fields are inferred independently), in two Spark jobs."""
+    import random
+
+    from curate.io.jsonl import shape
+
+    rng = random.Random(5)
+    records = [{f"g{g:03d}": _random_value(rng)} for g in range(300) for _ in range(rng.randrange(1, 6))]
+    everything = spark.read.json(spark.createDataFrame([(json.dumps(r),) for r in records], "value string")).schema
+    shapes = sorted({shape(r) for r in records})
+    assert len(shapes) < len(records)
+    assert spark.read.json(spark.createDataFrame([(s,) for s in shapes], "value string")).schema == everything

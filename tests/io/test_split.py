@@ -224,3 +224,66 @@ def test_spark_parquet_split_by_row_group_is_identical_to_whole_files(spark, tmp
     finally:
         split.release()
         whole.release()
+
+
+FALLBACK_LINES = [  # lines msgspec refuses or that need a repair, mixed with ordinary ones
+    b'{"id": "n", "text": "nan", "v": NaN, "w": {"x": -Infinity}}',
+    b'{"id": "h", "text": "huge", "v": 1e400, "score": "high"}',
+    b'{"id": "s", "text": "lone \\ud800 surrogate", "meta": {"w": "\\udc00"}}',
+    b'{"id": "l", "text": "caf\xe9 latin-1", "meta": {"n": "not a number"}}',
+    b'\xef\xbb\xbf{"id": "b", "text": "a BOM after line 1"}',
+    b'{"id": "z", "text": "nul \\u0000 inside", "big": 123456789012345678901234567890}',
+    b'{"text": "no id", "meta": {"tags": [1, "x"]}}\r',
+    b'{"id": "t", "text": 5}',
+    b"",
+    b'{"id": 7, "text": "int id", "text": "last wins", "id_original": 1}',
+]
+
+
+def _reference_frames(spark, records: list):
+    """What the per-line reference parser's records become in Spark, the way the reader did it
+    before the fast path: carried fields inferred by spark.read.json over every value, then
+    from_json; documents of a repeated id after the first by (file, line) quarantined."""
+    from pyspark.sql import functions as F
+
+    rows = [(r.file, r.line, r.kind, r.id, r.text, r.extra, r.reason, r.snippet, r.repairs) for r in records]
+    parsed = spark.createDataFrame(rows, "file string, line long, kind string, id string, text string, extra string,"
+                                         " reason string, snippet string, repairs string")
+    good = parsed.filter("kind = 'doc'")
+    schema = spark.read.json(good.select("extra").filter("extra is not null")).schema
+    docs = good.withColumn("_x", F.from_json("extra", schema)).select(
+        "id", "text", "_x.*", "repairs", F.col("file").alias("_file"), F.col("line").alias("_line"))
+    quarantine = parsed.filter("kind != 'doc'").select("file", "line", "kind", "reason", "snippet")
+    return docs, quarantine
+
+
+def test_fast_path_with_fallback_lines_equals_the_reference_parser(spark, tmp_path):
+    """A file whose lines mostly go through msgspec, with every kind that falls back to json.loads
+    (NaN, 1e400, BOM, invalid UTF-8, lone surrogates, bad JSON…) spread over 1 KiB splits: the
+    reader's documents, carried columns and quarantine are those of the per-line reference parser."""
+    lines = [b"\xef\xbb\xbf" + doc(0, meta={"n": 0})]
+    for i in range(1, 400):
+        lines.append(FALLBACK_LINES[i % len(FALLBACK_LINES)] if i % 9 == 0 else
+                     doc(i, meta={"n": i, "tags": ["t"] * (i % 3), "w": "" if i % 5 else "x"}, score=i / 3))
+    path = tmp_path / "in" / "mixed.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    reference = list(parse_file(path, "mixed.jsonl", OPTS))
+    assert sum(r.kind == "record" for r in reference) > 10 and sum(r.kind == "doc" for r in reference) > 350
+    split = read_documents(spark, InputSpec(str(path.parent), split_size=1024))
+    try:
+        want_docs, want_quarantine = _reference_frames(spark, reference)
+        assert split.docs.schema == want_docs.schema
+        first = {}
+        for d in reference:
+            if d.kind == "doc":
+                first.setdefault(d.id, d.line)
+        got_docs, got_quarantine = _collected(split)
+        want = sorted(tuple(r) for r in want_docs.collect() if first[r.id] == r._line)
+        assert list(map(repr, got_docs)) == list(map(repr, want))  # repr: NaN carried values compare equal
+        dups = [q for q in got_quarantine if q[3].startswith("duplicate_id")]
+        assert dups and all(first[q[4]] < q[1] for q in dups)  # FALLBACK_LINES repeat ids: the rule runs
+        assert sorted(q for q in got_quarantine if q not in dups) == sorted(tuple(r) for r in want_quarantine.collect())
+        assert len(got_docs) + len(got_quarantine) == len(reference)
+    finally:
+        split.release()
