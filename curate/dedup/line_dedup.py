@@ -260,7 +260,8 @@ def line_dedup(df, ctx: StageContext, *, unit: str = "line", min_docs: int = 2, 
         raise CurateError(f"line_dedup: the input already has a column '{record}'; name another with column:")
 
     doc_keys, frequent = frequent_units(df, unit, min_docs)
-    frequent = ctx.artifact_table(f"{record}_units", frequent, order_by="hash")
+    # two key columns: hash-bucketed shards (one numeric column would mean range shards of a 64-bit hash)
+    frequent = ctx.artifact_table(f"{record}_units", frequent, order_by=["hash", "first_id"])
     removals = ctx.artifact_table(f"{record}_removed", removals_of(df, doc_keys, frequent, unit, keep_first,
                                                                   min_chars))
     # kept and rejected come from the two artifacts: no unit is normalised or hashed again
