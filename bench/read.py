@@ -3,13 +3,14 @@
 Generates (once) a JSONL file of --size-gib from the real text under ../shared/data/corpora
 (documents repeated with fresh ids) into bench/_data/, then times, each in a fresh process:
 
-  * ``split``: curate's reader (``read_documents``: newline-count pass, parse, duplicate-id rule)
-    with the default 128 MiB splits, on local[2] and on local[1];
+  * ``split``: curate's reader (``read_documents``: one parse job over line-aligned byte ranges,
+    the carried-field schema from their shapes, the duplicate-id check) with the default 128 MiB
+    splits, on local[2] and on local[1];
   * ``whole``: the same with ``split_size`` larger than the file (one task, today's behaviour);
   * ``spark.read.json``: Spark's own JSON source (schema inference pass + ``count()``).
 
 The measured work is ``read_documents`` plus counting the documents and the quarantine records
-(every byte parsed, the duplicate-id window evaluated), not the shard write that follows in
+(every byte parsed, the duplicate-id check evaluated), not the shard write that follows in
 ``00-read``: writing sorted Parquet is the same code whatever the reader did and would hide it.
 Reports wall seconds, CPU seconds of the whole process tree and MB/s.
 
