@@ -5,7 +5,8 @@ written to the column ``url_canonical`` (on kept and rejected rows: downstream s
 people reading ``rejected/`` see what matched), and among documents with the same canonical
 URL one survives, ranked by
 
-1. the latest crawl date (``date_column``; ``null`` or unparsable dates rank last),
+1. the latest crawl date (``date_column``: a timestamp, or ISO-8601 / ``yyyyMMddHHmmss``
+   strings; ``null`` or unparsable dates rank last),
 2. then the longest text (characters),
 3. then the smallest ``id`` (ids are unique, so the order is total and the result does
    not depend on partitioning).
@@ -36,8 +37,9 @@ def canonical_url_column(col, *, sort_query: bool = True):
 
 
 def crawl_date(df, column: str | None):
-    """The ranking date: the column itself (timestamp, date, number), ISO-8601 strings parsed to
-    timestamps (``null`` if they do not parse); a constant ``null`` without a date column."""
+    """The ranking date: the column itself (timestamp, date, number); strings parsed as ISO-8601
+    (WARC-Date) or 14-digit ``yyyyMMddHHmmss`` (ARC, CDX) timestamps, ``null`` if neither parses;
+    a constant ``null`` without a date column."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
 
@@ -47,7 +49,8 @@ def crawl_date(df, column: str | None):
         raise CurateError(f"url_dedup: no date column '{column}' in the input (columns: "
                           f"{', '.join(df.columns)}); set date_column: null to rank by length, then id")
     if isinstance(df.schema[column].dataType, StringType):
-        return F.try_to_timestamp(F.col(column))
+        return F.coalesce(F.try_to_timestamp(F.col(column)),
+                          F.try_to_timestamp(F.col(column), F.lit("yyyyMMddHHmmss")))
     return F.col(column)
 
 

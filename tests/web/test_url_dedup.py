@@ -10,7 +10,7 @@ import pytest
 from helpers import read_jsonl
 
 from curate.core import CurateError
-from curate.web.url_dedup import url_dedup
+from curate.web.url_dedup import crawl_date, url_dedup
 
 SCHEMA = "id string, text string, url string, warc_date string"
 
@@ -33,7 +33,7 @@ def rows(pages) -> list[tuple]:
          "2024-01-15T08:30:00Z"),
         # same date: the longest text wins, although its id is larger
         ("json-a", js[:1000], f"{base}json.html", "2023-06-01T00:00:00Z"),
-        ("json-b", js, f"{base}json.html#json.dumps", "2023-06-01T00:00:00Z"),
+        ("json-b", js, f"{base}json.html#json.dumps", "20230601000000"),  # the same instant, ARC/CDX style
         # same date and text: the smallest id; a missing or unparsable date ranks last
         ("re-1", re_, f"{base}re.html?gclid=EAIaIQobChMI", "2023-06-01T00:00:00.250Z"),
         ("re-2", re_, f"{base}re.html", "2023-06-01T00:00:00.250Z"),
@@ -101,12 +101,11 @@ def test_dedup_twice_changes_nothing(run, spark, stage_ctx):
 
 
 def test_without_dates_and_with_timestamps(run, frame, stage_ctx):
-    from pyspark.sql import functions as F
-
     kept, rejected = outcome(url_dedup(frame, stage_ctx(), date_column=None))
     assert {"os-2023-full", "json-b", "re-0"} <= set(kept)  # longest text, then smallest id (re-0 < re-3)
     assert rejected["re-3"]["duplicate_of"] == "re-0" and rejected["os-2024-short"]["duplicate_of"] == "os-2023-full"
-    stamped = frame.withColumn("crawled", F.try_to_timestamp("warc_date")).drop("warc_date")
+    stamped = frame.withColumn("crawled", crawl_date(frame, "warc_date")).drop("warc_date")
+    assert stamped.schema["crawled"].dataType.typeName() == "timestamp"
     kept_ts, rejected_ts = outcome(url_dedup(stamped, stage_ctx(), date_column="crawled"))
     assert sorted(kept_ts) == sorted(run[0]) and sorted(rejected_ts) == sorted(run[1])
 
