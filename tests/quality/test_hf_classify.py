@@ -133,9 +133,15 @@ def test_spark_matches_python(spark, stage_ctx, model_dir, data):
     texts = data["test"][0] + [None, ""]
     rows = [(f"d{i:03d}", t) for i, t in enumerate(texts)]
     want = classify_texts(texts, load_model(model_dir, device="cpu"), batch_size=8)
-    df = spark.createDataFrame(rows, "id string, text string").repartition(3)  # other Arrow batches than Python's
-    out = hf_classify(df, stage_ctx(), model=str(model_dir), name="q", batch_size=8, device="cpu")
-    got = {r["id"]: r["q"] for r in out.kept.collect()}
+    df = spark.createDataFrame(rows, "id string, text string").repartition(1)  # one worker: one model load
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    saved = spark.conf.get(key)
+    spark.conf.set(key, "7")  # Arrow batches (and so length-sorted batches) unlike the one Python batch
+    try:
+        out = hf_classify(df, stage_ctx(), model=str(model_dir), name="q", batch_size=8, device="cpu")
+        got = {r["id"]: r["q"] for r in out.kept.collect()}
+    finally:
+        spark.conf.set(key, saved)
     assert out.stats["labels"] == ["news", "benchmark"] and len(got) == len(rows)
     for i, (doc_id, _) in enumerate(rows):
         assert got[doc_id]["label"] == want["label"][i]
