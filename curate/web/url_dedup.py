@@ -38,7 +38,8 @@ def canonical_url_column(col, *, sort_query: bool = True):
 
 def crawl_date(df, column: str | None):
     """The ranking date: the column itself (timestamp, date, number); strings parsed as ISO-8601
-    (WARC-Date) or 14-digit ``yyyyMMddHHmmss`` (ARC, CDX) timestamps, ``null`` if neither parses;
+    (WARC-Date) or 14-digit ``yyyyMMddHHmmss`` (ARC, CDX; UTC whatever the session time zone)
+    timestamps, ``null`` if neither parses;
     a constant ``null`` without a date column."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
@@ -50,7 +51,7 @@ def crawl_date(df, column: str | None):
                           f"{', '.join(df.columns)}); set date_column: null to rank by length, then id")
     if isinstance(df.schema[column].dataType, StringType):
         return F.coalesce(F.try_to_timestamp(F.col(column)),
-                          F.try_to_timestamp(F.col(column), F.lit("yyyyMMddHHmmss")))
+                          F.try_to_timestamp(F.concat(F.col(column), F.lit("Z")), F.lit("yyyyMMddHHmmssX")))
     return F.col(column)
 
 
