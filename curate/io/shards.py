@@ -78,7 +78,10 @@ def write_shards(df, out_dir: str | Path, *, order_by: str | list[str] = ID, row
     if keys == [ID] or len(keys) > 1:
         shard = F.pmod(F.xxhash64(*keys), F.lit(n))
     else:
-        shard = F.floor(F.col(keys[0]) / F.lit(rows_per_shard)).cast("long")
+        # Meant for a position column (0 .. rows-1); clamped so any other numeric column (a hash)
+        # still gives at most n shards instead of one file per distinct value.
+        position = F.floor(F.col(keys[0]) / F.lit(rows_per_shard)).cast("long")
+        shard = F.least(F.greatest(position, F.lit(0)), F.lit(n - 1))
         keys = keys + ([ID] if ID in df.columns else [])
     arranged = df.withColumn("_shard", shard).repartition(n, "_shard").sortWithinPartitions("_shard", *keys)
     described = arranged.mapInArrow(_shard_writer(str(out_dir), fmt), _SHARD_INFO_SCHEMA)
