@@ -47,7 +47,7 @@ def build_model(out: Path, max_length: int) -> Path:
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from curate.quality.hf_classify import write_manifest
+    from curate.quality.hf_models import write_manifest
     from curate.targeted.embedding import resolve_model_dir
 
     source = str(resolve_model_dir())
@@ -102,7 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from curate.core import StageContext
         from curate.engine.spark import get_spark
-        from curate.quality.hf_classify import classify_texts, hf_classify, load_model
+        from curate.quality.hf_classify import hf_classify
+        from curate.quality.hf_models import classify_texts, load_model
 
         model_dir = build_model(Path(tmp) / "clf", args.max_length)
         loaded = load_model(model_dir, device=args.device)

@@ -91,7 +91,7 @@ def _train_embedding_head(labelled, label_field, task, hidden, head_epochs, head
                           positives, negatives, output, text_field, holdout, seed, master, fasttext):
     from curate.core import CurateError
     from curate.quality.embedding_head import read_labelled, train_embedding_head
-    from curate.quality.hf_classify import load_encoder
+    from curate.quality.hf_models import load_encoder
     from curate.targeted.embedding import DEFAULT_MODEL, resolve_model_dir
 
     if labelled:
@@ -134,7 +134,7 @@ def hash_model(model):
     from pathlib import Path
 
     if Path(model).is_dir():
-        from curate.quality.hf_classify import MANIFEST, write_manifest
+        from curate.quality.hf_models import MANIFEST, write_manifest
 
         digest = write_manifest(model)
         click.echo(f"{digest}  {Path(model) / MANIFEST}")

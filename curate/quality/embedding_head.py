@@ -27,7 +27,7 @@ import numpy as np
 from curate.core import CurateError
 from curate.integrity import atomic_dir
 from curate.quality.classifier import LABEL_PREFIX, fit_rows, normalize_line, roc_auc
-from curate.quality.hf_classify import (
+from curate.quality.hf_models import (
     HEAD_CONFIG,
     HEAD_WEIGHTS,
     MANIFEST,

@@ -135,6 +135,17 @@ def _dsir_entry(df, ctx: StageContext, *, target: list | str, name: str = "dsir"
                     ngram=ngram, smoothing=smoothing, artifact=f"{name}_model")
 
 
+def _hf_classify_entry(df, ctx: StageContext, *, model: str, name: str = "hf_classify", positive: str | None = None,
+                       batch_size: int = 32, long_docs: str = "first", max_length: int | None = None,
+                       device: str | None = None, precision: str = "auto"):
+    """A local HF sequence classifier/regressor: ``<name>.score``, ``.label``, ``.probs`` (docs/hf_classify.md)."""
+    from curate.quality.hf_models import hf_scorer
+
+    scorer = hf_scorer(str(ctx.resolve(model)), name=name, positive=positive, batch_size=batch_size,
+                       long_docs=long_docs, max_length=max_length, device=device, precision=precision)
+    return scorer, {"model": str(model)}
+
+
 @dataclass(frozen=True)
 class Entry:
     """A model scorer the ``score`` stage accepts in its list: ``{name: {params}}``."""
@@ -149,7 +160,8 @@ def _entry(fn: Callable) -> Entry:
     return Entry(fn, tuple(p.name for p in ps), tuple(p.name for p in ps if p.default is inspect.Parameter.empty))
 
 
-MODEL_SCORERS: dict[str, Entry] = {"fasttext": _entry(_fasttext_entry), "dsir": _entry(_dsir_entry)}
+MODEL_SCORERS: dict[str, Entry] = {"fasttext": _entry(_fasttext_entry), "dsir": _entry(_dsir_entry),
+                                   "hf_classify": _entry(_hf_classify_entry)}
 """Model scorers of the ``score`` stage, beside the filters of ``filters/``."""
 
 

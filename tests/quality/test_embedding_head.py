@@ -11,7 +11,7 @@ from helpers import read_jsonl
 
 from curate.core import CurateError
 from curate.quality.embedding_head import infer_task, read_labelled, spearman, train_embedding_head
-from curate.quality.hf_classify import classify_texts, encode_texts, load_encoder, load_model
+from curate.quality.hf_models import classify_texts, encode_texts, load_encoder, load_model
 
 PER_CLASS = 40
 FASTTEXT = ["--bucket", "20000", "--dim", "32"]

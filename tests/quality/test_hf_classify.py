@@ -9,10 +9,10 @@ import pytest
 from helpers import read_jsonl
 
 from curate.core import CurateError
-from curate.quality.hf_classify import (
+from curate.quality.hf_classify import hf_classify
+from curate.quality.hf_models import (
     HFClassifier,
     classify_texts,
-    hf_classify,
     load_model,
     probabilities,
     run_windows,
@@ -147,6 +147,13 @@ def test_spark_matches_python(spark, stage_ctx, model_dir, data):
         assert got[doc_id]["label"] == want["label"][i]
         assert got[doc_id]["score"] == pytest.approx(want["score"][i], abs=1e-5)
         np.testing.assert_allclose(got[doc_id]["probs"], want["probs"][i], atol=1e-5)
+    # the same scorer as an entry of `score`, in one pass with a filter
+    from curate.quality.score import score
+
+    both = score(df, stage_ctx(), filters=["length", {"hf_classify": {"model": str(model_dir), "name": "q",
+                                                                      "batch_size": 8, "device": "cpu"}}])
+    again = {r["id"]: (r["q"]["score"], r["length"]) for r in both.kept.collect()}
+    assert all(again[k][0] == pytest.approx(got[k]["score"], abs=1e-5) and again[k][1] is not None for k in got)
 
 
 def test_regression_model_gives_the_value(data, tmp_path):
