@@ -79,28 +79,38 @@ def quickstart(spark, tmp_path_factory):
     return run_pipeline(PIPELINES / "quickstart.yaml", output=str(out), spark=spark, log=lambda _msg: None)
 
 
-# The longest xdist groups, longest first (measured; see README "Tests"). With
-# ``--no-loadscope-reorder`` the workers take groups in this order, then the rest as collected,
-# so no long group starts last and leaves the other worker idle.
-LONGEST_GROUPS = (
-    "test_cluster_s3", "quickstart", "test_determinism", "test_runner", "test_minhash_dedup", "test_knn_order",
-    "test_betr", "test_split",
+# How ``pytest`` (``-n 2``, pyproject addopts) spreads the suite over two xdist workers. Each
+# test module is one unit of work (its module fixtures are built once); the modules that use the
+# session ``quickstart`` run are one unit (it runs once). Units start longest first (measured; see
+# README "Tests"), so no long unit starts last and leaves the other worker idle.
+QUICKSTART_USERS = ("tests/test_pipelines.py", "tests/airflow_dags/test_airflow.py", "tests/report/test_report.py")
+LONGEST_UNITS = (
+    "tests/cluster/test_cluster_s3.py", "quickstart", "tests/engine/test_determinism.py", "tests/engine/test_runner.py",
+    "tests/dedup/test_minhash_dedup.py", "tests/web/test_web_pipeline.py", "tests/order/test_knn_order.py",
+    "tests/targeted/test_betr.py", "tests/io/test_split.py",
 )
 
 
-def xdist_group_of(module: str, quickstart_modules: set[str]) -> str:
-    """Each test module is one xdist group (its module fixtures are built once), except that the
-    modules using the session ``quickstart`` run share one group (it runs once)."""
-    return "quickstart" if module in quickstart_modules else module.rpartition(".")[2]
+def unit_of(nodeid: str) -> str:
+    """The unit of work of a test: its module's path, or ``quickstart`` for the quickstart's users."""
+    module = nodeid.split("::", 1)[0]
+    return "quickstart" if module in QUICKSTART_USERS else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule by :func:`unit_of` (pytest-xdist's loadgroup marks stopped working with pytest 9.2,
+    which no longer lets a plugin rename a test's node id)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return ByUnit(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Group tests for ``pytest -n 2 --dist loadgroup`` and put the longest groups first."""
-    quickstart_modules = {item.module.__name__ for item in items if "quickstart" in item.fixturenames}
-    rank = {name: i for i, name in enumerate(LONGEST_GROUPS)}
-    groups = {}
-    for item in items:
-        groups[item] = xdist_group_of(item.module.__name__, quickstart_modules)
-        item.add_marker(pytest.mark.xdist_group(groups[item]))
-    items.sort(key=lambda item: rank.get(groups[item], len(rank)))  # stable: collection order kept within
+    """Longest units first, the rest in collection order (kept within each unit)."""
+    rank = {name: i for i, name in enumerate(LONGEST_UNITS)}
+    items.sort(key=lambda item: rank.get(unit_of(item.nodeid), len(rank)))
