@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from curate.core import ID, REJECT_REASON, TEXT, CurateError, StageContext, StageOutput, stage
+from curate.io.vectors import count_and_dimension
 
 REASON = "semantic_duplicate"
 DUPLICATE_OF, SIMILARITY = "duplicate_of", "similarity"
@@ -63,7 +64,7 @@ def semantic_dedup(df, ctx: StageContext, *, threshold: float = 0.95, embedding_
     else:
         source = df
     features = _features(source, embedding_column, score)
-    n, dim = _count_and_check(features, embedding_column)
+    n, dim = count_and_dimension(features, VECTOR, embedding_column, "semantic_dedup")
     n_clusters = min(n, clusters or max(1, math.ceil(n / cluster_size))) if n else 1
     assigned = _assign_clusters(features, n_clusters, n, ctx.seed, kmeans_iterations)
 
@@ -108,22 +109,6 @@ def _features(df, embedding_column: str, score: str | None):
                               f"columns: {', '.join(df.columns)}") from None
         value = F.when(F.isnan(value), None).otherwise(value)
     return df.select(ID, F.col(embedding_column).cast("array<float>").alias(VECTOR), value.alias(SCORE))
-
-
-def _count_and_check(features, embedding_column: str) -> tuple[int, int]:
-    """Row count and dimension; one clear error for missing or ragged embeddings."""
-    from pyspark.sql import functions as F
-
-    row = features.agg(F.count(F.lit(1)).alias("n"),
-                       F.sum(F.when(F.col(VECTOR).isNull(), 1).otherwise(0)).alias("nulls"),
-                       F.min(F.size(VECTOR)).alias("lo"), F.max(F.size(VECTOR)).alias("hi")).first()
-    if row["nulls"]:
-        raise CurateError(f"semantic_dedup: {row['nulls']} document(s) have no '{embedding_column}'; "
-                          "re-run the embed stage or drop them first")
-    if row["n"] and (row["lo"] != row["hi"] or row["lo"] < 1):
-        raise CurateError(f"semantic_dedup: '{embedding_column}' lengths range from {row['lo']} to "
-                          f"{row['hi']}; all embeddings must have the same dimension")
-    return row["n"], row["hi"] or 0
 
 
 # --------------------------------------------------------------------------- k-means

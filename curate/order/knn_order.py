@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from curate.core import ID, TEXT, CurateError, StageContext, StageOutput, stage
+from curate.io.vectors import count_and_dimension
 
 ORDER = "order"
 GROUP = "group"
@@ -57,7 +58,7 @@ def knn_order(df, ctx: StageContext, *, k: int = 10, embedding_column: str = "em
         df_embedded = df
     features = _features(df_embedded, embedding_column, tokens_column if max_group_tokens else None,
                          label_column, estimate_tokens=bool(max_group_tokens))
-    n, dim = _count_and_check(features, embedding_column)
+    n, dim = count_and_dimension(features, VECTOR, embedding_column, "knn_order")
     n_clusters = clusters or max(1, math.ceil(n / cluster_size))
     assigned, chain = _assign_clusters(features, n_clusters, n, k, ctx.seed)
     options = dict(
@@ -153,22 +154,6 @@ def _features(df, embedding_column: str, tokens_column: str | None, label_column
         labels = raw.cast("array<string>") if is_array else F.when(raw.isNotNull(), F.array(raw.cast("string")))
     return df.select(ID, F.col(embedding_column).cast("array<float>").alias(VECTOR),
                      tokens.alias(TOKENS), labels.alias(LABELS))
-
-
-def _count_and_check(features, embedding_column: str) -> tuple[int, int]:
-    """Row count and embedding dimension; one clear error for missing or ragged embeddings."""
-    from pyspark.sql import functions as F
-
-    row = features.agg(F.count(F.lit(1)).alias("n"),
-                       F.sum(F.when(F.col(VECTOR).isNull(), 1).otherwise(0)).alias("nulls"),
-                       F.min(F.size(VECTOR)).alias("lo"), F.max(F.size(VECTOR)).alias("hi")).first()
-    if row["nulls"]:
-        raise CurateError(f"knn_order: {row['nulls']} document(s) have no '{embedding_column}'; "
-                          "re-run the embed stage or drop them first")
-    if row["n"] and (row["lo"] != row["hi"] or row["lo"] < 1):
-        raise CurateError(f"knn_order: '{embedding_column}' lengths range from {row['lo']} to {row['hi']}; "
-                          "all embeddings must have the same dimension")
-    return row["n"], row["hi"] or 0
 
 
 # --------------------------------------------------------------------------- clusters
