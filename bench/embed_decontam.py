@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+from proctime import timed
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -28,12 +28,6 @@ def read_jsonl(path: Path, limit: int) -> list[dict]:
             if len(rows) >= limit:
                 break
     return rows
-
-
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - started
 
 
 def main() -> None:

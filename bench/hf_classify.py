@@ -23,10 +23,10 @@ import argparse  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from proctime import timed  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -75,12 +75,6 @@ def plain_loop(model_dir: Path, texts: list[str], batch_size: int, max_length: i
                               return_tensors="pt").to(device)
             probs.append(torch.softmax(model(**batch).logits.float(), dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(probs)
-
-
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - started
 
 
 def main() -> None:

@@ -1,7 +1,16 @@
-"""CPU time of a process tree (driver, Spark JVM, Python workers), shared by the Spark benchmarks."""
+"""Timing shared by the benchmarks: wall time of a call, CPU time of a process tree (driver,
+Spark JVM, Python workers)."""
 from __future__ import annotations
 
 import os
+import time
+
+
+def timed(fn):
+    """``(fn(), wall seconds)``."""
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
 
 
 def tree_cpu_seconds(root: int | None = None) -> dict[str, float]:
