@@ -31,6 +31,13 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
     return rows
 
 
+def tamper(path: Path) -> None:
+    """Flip the last byte in place (same size; the sidecar is left as it was)."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every data file under ``root`` (not manifests, whose timings differ, nor the
     run's lease records)."""

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import read_jsonl
+from helpers import read_jsonl, tamper
 
 from curate.core import CurateError
 from curate.integrity import (
@@ -29,13 +29,6 @@ from curate.integrity import (
 
 TEXTS = [f"document {i}: the quick brown fox jumps over the lazy dog, then rests by the river."
          for i in range(40)] + ["Python is a programming language; functions return values."] * 20
-
-
-def tamper(path: Path) -> None:
-    """Flip the last byte in place (same size; the sidecar is left as it was)."""
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 def copy_without_sidecar(path: Path, dest: Path) -> Path:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import read_jsonl
+from helpers import read_jsonl, tamper
 
 from curate.core import CurateError
 from curate.quality.embedding_head import infer_task, read_labelled, spearman, train_embedding_head
@@ -70,9 +70,7 @@ def test_cli_trains_a_head_that_beats_chance_and_reports_fasttext(labelled, tmp_
     np.testing.assert_allclose(encode_texts(texts, encoder[1]), embed_texts(texts, device="cpu"), atol=1e-5)
     # the head weights are covered by the manifest
     weights = out / "head.safetensors"
-    blob = bytearray(weights.read_bytes())
-    blob[-1] ^= 1
-    weights.write_bytes(bytes(blob))
+    tamper(weights)
     with pytest.raises(CurateError, match="does not match SHA256SUMS"):
         load_model(out, device="cpu")
 

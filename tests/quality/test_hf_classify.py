@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import read_jsonl
+from helpers import read_jsonl, tamper
 
 from curate.core import CurateError
 from curate.quality.hf_classify import hf_classify
@@ -170,9 +170,7 @@ def test_tampered_or_unlisted_files_are_refused(model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
     weights = copy / "model.safetensors"
-    blob = bytearray(weights.read_bytes())
-    blob[-1] ^= 1
-    weights.write_bytes(bytes(blob))
+    tamper(weights)
     with pytest.raises(CurateError, match="does not match SHA256SUMS"):
         load_model(copy, device="cpu")
     write_manifest(copy)
