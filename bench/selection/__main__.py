@@ -1,0 +1,25 @@
+"""``python -m bench.selection --preset default|smoke|gpu [--out DIR]``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.selection.presets import PRESETS
+from bench.selection.run import REPO, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Selection benchmark: selectors vs random at one token budget.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    parser.add_argument("--out", type=Path, default=None, help="work directory (default: out/selection-<preset>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pool/target split and the selectors")
+    parser.add_argument("--no-docs", action="store_true", help="do not write the docs/ results page")
+    args = parser.parse_args()
+    preset = PRESETS[args.preset]
+    out = args.out or REPO / "out" / f"selection-{preset.name}"
+    run(preset, out.resolve(), seed=args.seed, docs=None if args.no_docs else REPO / "docs",
+        log=lambda m: print(m, flush=True))
+
+
+if __name__ == "__main__":
+    main()
