@@ -80,11 +80,11 @@ def _result_schema(df):
                                           StructField("_cut_text", StringType(), True)])
 
 
-def _mark(text: str, index, options: dict) -> tuple[dict, str | None]:
-    """The ``decontaminate`` struct of one document and, when cutting, its remaining text."""
-    from curate.targeted.ngrams import cut_spans, scan
+def _mark(text: str, overlap, options: dict) -> tuple[dict, str | None]:
+    """The ``decontaminate`` struct of one document from its :class:`~curate.targeted.ngrams.Overlap`
+    and, when cutting, its remaining text."""
+    from curate.targeted.ngrams import cut_spans
 
-    overlap = scan(text, index)
     flagged = any(count >= options["min_matches"] for count in overlap.ngrams.values())
     remaining = None
     if flagged and options["cut"]:
@@ -107,13 +107,16 @@ def _append_marks(batch, marks: list[tuple[dict, str | None]], drop: tuple[str, 
 
 
 def _marked_by_broadcast(df, spark, index, options: dict):
-    """Small index: ship it to every worker and scan each document against it."""
+    """Small index: ship it to every worker and scan each batch of documents against it."""
+    from curate.targeted.ngrams import scan_many
+
     shared = spark.sparkContext.broadcast(index)
 
     def run(batches):
         for batch in batches:
-            texts = batch.column(TEXT).to_pylist()
-            yield _append_marks(batch, [_mark(t or "", shared.value, options) for t in texts])
+            texts = [t or "" for t in batch.column(TEXT).to_pylist()]
+            overlaps = scan_many(texts, shared.value)
+            yield _append_marks(batch, [_mark(t, o, options) for t, o in zip(texts, overlaps)])
 
     return df.mapInArrow(run, _result_schema(df))
 
@@ -125,7 +128,7 @@ def _marked_by_join(df, spark, index, options: dict):
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from curate.targeted.ngrams import document_grams
+    from curate.targeted.ngrams import document_grams, scan
 
     lengths = index.lengths
     entries = spark.createDataFrame(
@@ -156,7 +159,7 @@ def _marked_by_join(df, spark, index, options: dict):
                 found = found or []
                 local = meta.value.restricted(np.array([h[HASH] for h in found], np.int64).view(np.uint64),
                                               np.array([h[OWNER] for h in found], np.int32))
-                marks.append(_mark(text or "", local, options))
+                marks.append(_mark(text or "", scan(text or "", local), options))
             yield _append_marks(batch, marks, drop=("_hits",))
 
     return joined.mapInArrow(run, _result_schema(df))

@@ -7,13 +7,17 @@ shorter than ``n`` words but at least ``min_words`` long is indexed as one whole
 (GPT-3 flags "overlap with the whole example when it is shorter than 13-grams").
 
 n-grams are 64-bit hashes: each word hashed once (SipHash), n-grams combined by a polynomial
-over the word hashes, vectorised with numpy.
+over the word hashes, vectorised with numpy. :func:`scan` is the reference; :func:`scan_many`
+gives the same results for a batch many times faster by running :func:`scan` only on the
+documents a compiled prefilter (:class:`Prefilter`) cannot clear.
 """
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -77,6 +81,7 @@ class NgramIndex:
     hashes: np.ndarray             # uint64, sorted, unique
     owners: np.ndarray             # int32 per hash
     groups: tuple[tuple[int, ...], ...]
+    prefilter: "Prefilter | None" = field(default=None, repr=False, compare=False)
 
     def lookup(self, grams: np.ndarray) -> np.ndarray:
         """Group id of each gram, or -1 when it is not in the index."""
@@ -114,7 +119,7 @@ def build_index(examples: Iterable[tuple[str, str]], n: int = 13, min_words: int
     if n < 1 or min_words < 1:
         raise ValueError("n and min_words must be >= 1")
     names: dict[str, int] = {}
-    owners_of_example, tokens = [], []
+    owners_of_example, tokens, gram_lengths = [], [], []
     for benchmark, text in examples:
         owners_of_example.append(names.setdefault(benchmark, len(names)))
         tokens.append(words(text))
@@ -124,6 +129,7 @@ def build_index(examples: Iterable[tuple[str, str]], n: int = 13, min_words: int
     lengths, gram_parts, owner_parts = {n}, [], []
     for b, lo, hi in zip(owners_of_example, bounds[:-1], bounds[1:]):
         grams, length = example_grams(all_hashes[lo:hi], n, min_words)
+        gram_lengths.append(length)
         if length == 0:
             skipped[next(k for k, v in names.items() if v == b)] += 1
             continue
@@ -133,7 +139,8 @@ def build_index(examples: Iterable[tuple[str, str]], n: int = 13, min_words: int
     empty = (np.zeros(0, np.uint64), np.zeros(0, np.int32))
     hashes, owners, groups = _group_owners(*(
         (np.concatenate(gram_parts), np.concatenate(owner_parts)) if gram_parts else empty), len(names))
-    index = NgramIndex(n, tuple(sorted(lengths)), tuple(sorted(names, key=names.get)), hashes, owners, groups)
+    index = NgramIndex(n, tuple(sorted(lengths)), tuple(sorted(names, key=names.get)), hashes, owners, groups,
+                       Prefilter.build(tokens, gram_lengths, tuple(sorted(lengths))))
     return index, skipped
 
 
@@ -170,19 +177,148 @@ class Overlap:
 
 def scan(text: str, index: NgramIndex) -> Overlap:
     """Count distinct matching n-grams per benchmark and locate them in ``text``."""
-    matched: dict[int, set[int]] = {}
-    word_ranges = []
+    found = []
     for length, grams in document_grams(text, index.lengths):
         owners = index.lookup(grams)
-        for pos in np.flatnonzero(owners >= 0).tolist():
-            word_ranges.append((pos, pos + length - 1))
-            for b in index.groups[owners[pos]]:
-                matched.setdefault(b, set()).add(int(grams[pos]))
-    if not word_ranges:
+        found += [(pos, length, int(owners[pos]), int(grams[pos])) for pos in np.flatnonzero(owners >= 0).tolist()]
+    return _overlap(text, index, found)
+
+
+def _overlap(text: str, index: NgramIndex, found: list[tuple[int, int, int, int]]) -> Overlap:
+    """The overlap of ``text`` from its matching grams: (word position, length, group, hash)."""
+    if not found:
         return Overlap({}, [])
+    matched: dict[int, set[int]] = {}
+    for _, _, group, gram in found:
+        for b in index.groups[group]:
+            matched.setdefault(b, set()).add(gram)
     starts, ends = word_spans(text)  # only documents with a match pay for offsets
     counts = {index.names[b]: len(hashes) for b, hashes in sorted(matched.items())}
-    return Overlap(counts, merge_spans((int(starts[a]), int(ends[b])) for a, b in word_ranges))
+    return Overlap(counts, merge_spans((int(starts[pos]), int(ends[pos + length - 1])) for pos, length, _, _ in found))
+
+
+def scan_many(texts: Sequence[str], index: NgramIndex) -> list[Overlap]:
+    """:func:`scan` of each text. With the index's prefilter, only the grams it reports are
+    looked up, in the documents it reports (see :class:`Prefilter`); without, :func:`scan`."""
+    if index.prefilter is None:
+        return [scan(text, index) for text in texts]
+    overlaps = [Overlap({}, []) for _ in texts]
+    for i, (word_count, positions) in index.prefilter.suspects(texts).items():
+        overlaps[i] = _rescan(texts[i], index, word_count, positions)
+    return overlaps
+
+
+def _rescan(text: str, index: NgramIndex, word_count: int, positions: dict[int, np.ndarray]) -> Overlap:
+    """:func:`scan` restricted to the grams at ``positions`` (gram length -> word positions)."""
+    hashes = word_hashes(words(text))
+    if len(hashes) != word_count:  # the prefilter's words differ from words(): never seen, but be safe
+        return scan(text, index)
+    found = []
+    for length, at in positions.items():
+        at = np.unique(at)
+        grams = ngram_hashes(hashes, length)[at]
+        owners = index.lookup(grams)
+        found += [(pos, length, int(owner), int(gram))
+                  for pos, owner, gram in zip(at.tolist(), owners.tolist(), grams.tolist()) if owner >= 0]
+    return _overlap(text, index, found)
+
+
+Suspect = tuple[int, dict[int, np.ndarray]]  # a document's word count, {gram length: word positions}
+
+
+@dataclass(frozen=True)
+class Prefilter:
+    """Where documents may share a gram with the index: no false negative, rare false positives.
+
+    Words are found and normalised exactly as :func:`words` does (ASCII words in compiled code,
+    the others by :func:`normalize_words`) and hashed with a second, independent 64-bit hash,
+    so a gram of a document that equals a gram of an example (the same normalised words) is
+    always reported. Reports are only suspects (this hash can collide) and are looked up in the
+    index by :func:`_rescan` with the reference hashes. The one way :func:`scan_many` could
+    differ from :func:`scan` is a SipHash collision making :func:`scan` report a false match
+    (odds about 2^-64 per gram looked up).
+    """
+
+    lengths: np.ndarray    # gram lengths, ascending
+    prefix_bits: np.ndarray  # Bloom filter of the hashes of every gram's first ``lengths[0]`` words
+    log2_bits: int         # the filter holds 2**log2_bits bits (16-32 per gram: ~1% false hits)
+    grams: np.ndarray      # hash set of every gram
+
+    @staticmethod
+    def build(tokens: Sequence[Sequence[str]], gram_lengths: Sequence[int],
+              lengths: Sequence[int]) -> "Prefilter | None":
+        """From each example's normalised words and its gram length (0: not indexed); ``None``
+        without numba (:func:`scan_many` then runs :func:`scan` on every document)."""
+        try:
+            from curate.targeted import _decontam_kernels as kernels
+        except ImportError:
+            return None
+        flat = [word for example in tokens for word in example]
+        word_hashes_ = kernels.hash_separated(_code_points("\0".join(flat))) if flat else np.zeros(0, np.uint64)
+        bounds = np.cumsum([0] + [len(t) for t in tokens]).astype(np.int64)
+        grams, prefixes = kernels.index_grams(word_hashes_, bounds, np.asarray(gram_lengths, np.int64), min(lengths))
+        log2_bits = min(32, max(16, int(np.ceil(np.log2(16 * max(1, len(prefixes)))))))
+        return Prefilter(np.asarray(sorted(lengths), np.int64), kernels.bloom(prefixes, log2_bits), log2_bits,
+                         kernels.hash_set(grams))
+
+    def suspects(self, texts: Sequence[str], chunk_chars: int = 1 << 21) -> dict[int, Suspect]:
+        """Text number -> (its word count, {gram length: word positions}) for each text with a
+        suspect gram. Texts go to compiled code ``chunk_chars`` code points at a time."""
+        found, chunk, first, size = {}, [], 0, 0
+        for i, text in enumerate(texts):
+            chunk.append(text)
+            size += len(text) + 1
+            if size >= chunk_chars or i == len(texts) - 1:
+                found.update(self._suspects(chunk, first))
+                chunk, first, size = [], i + 1, 0
+        return found
+
+    def _suspects(self, texts: list[str], first: int) -> dict[int, Suspect]:
+        from curate.targeted import _decontam_kernels as kernels
+
+        joined = "\0".join(texts)  # NUL is neither a word character nor an apostrophe
+        starts, ends, hashes, plain = kernels.tokenize(_code_points(joined), _word_table())
+        _hash_unicode_words(joined, starts, ends, hashes, plain)
+        text_starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+        doc_bounds = np.append(np.searchsorted(starts, text_starts), len(starts)).astype(np.int64)
+        hits = kernels.gram_hits(hashes, doc_bounds, self.lengths, self.prefix_bits, self.log2_bits, self.grams)
+        found: dict[int, Suspect] = {}
+        for doc in np.unique(hits[:, 0]).tolist():
+            mine = hits[hits[:, 0] == doc]
+            positions = {length: mine[mine[:, 2] == length, 1] for length in np.unique(mine[:, 2]).tolist()}
+            found[first + doc] = (int(doc_bounds[doc + 1] - doc_bounds[doc]), positions)
+        return found
+
+
+def _hash_unicode_words(joined: str, starts: np.ndarray, ends: np.ndarray, hashes: np.ndarray,
+                        plain: np.ndarray) -> None:
+    """Fill in ``hashes`` of the words with non-ASCII characters: each distinct one normalised
+    once by :func:`normalize_words`, as :func:`words` does."""
+    from curate.targeted._decontam_kernels import hash_separated
+
+    odd = np.flatnonzero(~plain)
+    if len(odd) == 0:
+        return
+    raw = [joined[s:e] for s, e in zip(starts[odd].tolist(), ends[odd].tolist())]
+    position = {word: i for i, word in enumerate(dict.fromkeys(raw))}
+    unique_hashes = hash_separated(_code_points(normalize_words("\0".join(position))))
+    hashes[odd] = unique_hashes[[position[word] for word in raw]]
+
+
+def _code_points(text: str) -> np.ndarray:
+    """The code points of ``text`` (uint8 when it is ASCII)."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), np.uint8)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+
+
+@cache
+def _word_table() -> np.ndarray:
+    """1 for each code point the regex ``\\w`` matches, built with the regex itself."""
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    table = np.zeros(sys.maxunicode + 1, np.uint8)
+    table[_code_points("".join(re.findall(r"\w", everything))).astype(np.int64)] = 1
+    return table
 
 
 def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
