@@ -131,6 +131,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "curate.order.knn_order",
     "curate.web.url_dedup",
     "curate.web.extract",
+    "curate.mixture.domain_label",
 )
 """Every module that registers stages: the registry is this explicit list, not a folder scan."""
 
