@@ -13,15 +13,15 @@ class Preset:
     name: str
     page: str | None                       # results page under docs/ (None: results only in the output dir)
     chunk_chars: int = 1500                # long documents are cut at line breaks into pieces of about this size
-    pieces_per_corpus: int = 700           # cap per corpus file, chosen by seeded hash (all corpora mixed)
+    pieces_per_corpus: int = 500           # cap per corpus file, chosen by seeded hash (all corpora mixed)
     pool_heldout_fraction: float = 0.05    # pool pieces kept out of selection for held-out pool loss
     benchmarks: tuple[str, ...] = TARGET_BENCHMARKS
     items_per_benchmark: int | None = None  # cap on target items read per benchmark (None: all)
     visible_fraction: float = 0.5          # target items selectors may see; the rest is held out
-    eval_items: int = 250                  # held-out items per benchmark for accuracy
+    eval_items: int = 200                  # held-out items per benchmark for accuracy
     selectors: tuple[str, ...] = ALL_SELECTORS
     keep_fraction: float = 0.1             # share of the pool's tokens every selector keeps
-    token_budget: int = 150_000            # training tokens per selection (equal for all)
+    token_budget: int = 120_000            # training tokens per selection (equal for all)
     vocab_size: int = 4096
     seeds: tuple[int, ...] = (0, 1, 2)
     model: dict = field(default_factory=lambda: {"n_layer": 2, "n_head": 2, "d_model": 64, "context": 128})
@@ -30,12 +30,12 @@ class Preset:
     device: str = "cpu"
     cpu_threads: int | None = 2
     fasttext_negatives: int = 2000         # random pool pieces as negatives of the target classifier
-    betr_sample: int = 1500                # pool pieces embedded and ranked by BETR
-    betr_examples: int = 200               # visible target examples per benchmark for BETR
+    betr_sample: int = 600                 # pool pieces embedded and ranked by BETR
+    betr_examples: int = 100               # visible target examples per benchmark for BETR
     zoo_subsets: int = 8                   # data subsets of the model zoo (each trained at every zoo budget)
     zoo_budgets: tuple[int, ...] = (30_000, 90_000)
     zoo_model: dict = field(default_factory=lambda: {"n_layer": 1, "n_head": 2, "d_model": 48, "context": 128})
-    zoo_sample: int = 600                  # pool pieces in the bits-per-byte matrix
+    zoo_sample: int = 400                  # pool pieces in the bits-per-byte matrix
     zoo_eval_items: int = 150              # visible target items per benchmark for the zoo's error
 
     @property
@@ -50,7 +50,8 @@ DEFAULT = Preset(name="default", page="selection_benchmark.md")
 
 SMOKE = replace(
     DEFAULT, name="smoke", page=None, chunk_chars=1200, pieces_per_corpus=30, benchmarks=("arc_easy", "piqa"),
-    items_per_benchmark=120, eval_items=40, selectors=("random", "dsir"), keep_fraction=0.3, token_budget=6_000,
+    items_per_benchmark=120, eval_items=20, cpu_threads=1, selectors=("random", "dsir"), keep_fraction=0.3,
+    token_budget=6_000,
     vocab_size=400, seeds=(0, 1), model={"n_layer": 1, "n_head": 2, "d_model": 32, "context": 64},
     fasttext_negatives=100, betr_sample=100, betr_examples=20, zoo_subsets=2, zoo_budgets=(3_000, 6_000),
     zoo_model={"n_layer": 1, "n_head": 2, "d_model": 32, "context": 64}, zoo_sample=40, zoo_eval_items=20)

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.selection import report
-from bench.selection.data import Inputs, prepare, read_pairs
+from bench.selection.data import DATA, Inputs, prepare, read_pairs
 from bench.selection.leak import assert_no_leak
 from bench.selection.lm import corpus_bpb
 from bench.selection.presets import Preset
@@ -58,7 +58,8 @@ def write_rows(rows: list[dict], out: Path) -> None:
         writer.writerows(rows)
 
 
-def run(preset: Preset, out: Path, *, spark=None, seed: int = 0, docs: Path | None = None, log=print) -> dict:
+def run(preset: Preset, out: Path, *, spark=None, seed: int = 0, docs: Path | None = None, data: Path = DATA,
+        log=print) -> dict:
     """Run the benchmark under ``out``; write the docs page when the preset names one and ``docs`` is given."""
     started, load_start = time.time(), os.getloadavg()
     phases: dict[str, float] = {}
@@ -69,7 +70,7 @@ def run(preset: Preset, out: Path, *, spark=None, seed: int = 0, docs: Path | No
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    inputs = prepare(out, preset, seed)
+    inputs = prepare(out, preset, seed, data)
     heldout = heldout_records(inputs)
     tokenizer = train_pool_tokenizer(inputs, preset, out / "tokenizer.json")
     log(f"inputs: {inputs.stats}")
@@ -102,6 +103,7 @@ def run(preset: Preset, out: Path, *, spark=None, seed: int = 0, docs: Path | No
               "leak_checked_records": checked, "chance": chance(inputs.heldout_benchmarks),
               "load": (load_start, os.getloadavg())}
     (out / "results.md").write_text(result["table"], encoding="utf-8")
+    (out / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
     if docs is not None and preset.page:
         write_page(result, preset, docs, sorted(inputs.heldout_benchmarks))
     log(result["table"])
