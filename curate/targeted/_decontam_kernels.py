@@ -3,10 +3,11 @@
 The reference scan (:func:`curate.targeted.ngrams.scan`) tokenises with a Python regex and
 hashes words with pandas per document. Here a batch of documents is one code-point array:
 words are found with a lookup table of the regex's own ``\\w`` class, ASCII words are
-normalised (lower case, apostrophes dropped) and hashed in the same loop, and every word
-position is tested against a hash set of the index's shortest-gram prefixes before the full
-grams are tested. Hashes here are FNV-1a over code points (words) and a polynomial over word
-hashes (n-grams), finished with splitmix64: only a filter, every hit is re-scanned exactly.
+normalised (lower case, apostrophes dropped) and hashed in the same loop, and grams are
+found through Bloom filters (Bloom 1970) of short word runs ("anchors", tested at every
+``n - anchor + 1``-th position only) before a hash set of the grams themselves. Hashes here
+are FNV-1a over code points (words) and a polynomial over word hashes (grams), finished
+with splitmix64: only a filter, every hit is looked up again with the reference hashes.
 
 Compiled code is cached on disk (``cache=True``), so Spark workers compile once per machine.
 """
@@ -30,16 +31,20 @@ def _mix(x):
     return x if x != np.uint64(0) else np.uint64(1)
 
 
-@njit(cache=True)
-def _is_word(chars, i, word_table):
-    return i < len(chars) and word_table[chars[i]] != 0
+OTHER_WORD_CHAR = 255  # class of the non-ASCII word characters (ASCII ones map to their lower case)
 
 
 @njit(cache=True)
-def tokenize(chars, word_table):
+def _is_word(chars, i, classes):
+    return i < len(chars) and classes[chars[i]] != 0
+
+
+@njit(cache=True)
+def tokenize(chars, classes):
     """Words of ``chars`` as the regex ``\\w+(?:['’]\\w+)*`` finds them: (starts, ends, hashes,
-    ascii). ``hashes[k]`` is the FNV-1a hash of the normalised word when ``ascii[k]``; other
-    words are left to the caller (Unicode normalisation is done by Python)."""
+    ascii). ``classes`` maps a code point to 0 (not ``\\w``), its lower case (ASCII ``\\w``) or
+    ``OTHER_WORD_CHAR``. ``hashes[k]`` is the FNV-1a hash of the normalised word when
+    ``ascii[k]``; other words are left to the caller (normalised by Python)."""
     n = len(chars)
     starts = np.empty(n // 2 + 1, np.int64)
     ends = np.empty(n // 2 + 1, np.int64)
@@ -47,20 +52,19 @@ def tokenize(chars, word_table):
     ascii_only = np.empty(n // 2 + 1, np.bool_)
     count, i = 0, 0
     while i < n:
-        if word_table[chars[i]] == 0:
+        if classes[chars[i]] == 0:
             i += 1
             continue
         start, h, plain = i, FNV_OFFSET, True
         while True:
-            while i < n and word_table[chars[i]] != 0:
-                c = np.uint64(chars[i])
-                if c >= np.uint64(128):
-                    plain = False
-                elif np.uint64(65) <= c <= np.uint64(90):
-                    c += np.uint64(32)
-                h = (h ^ c) * FNV_PRIME
+            while i < n:
+                c = classes[chars[i]]
+                if c == 0:
+                    break
+                plain = plain and c != OTHER_WORD_CHAR
+                h = (h ^ np.uint64(c)) * FNV_PRIME
                 i += 1
-            if i + 1 < n and (chars[i] == APOSTROPHE or chars[i] == RIGHT_QUOTE) and _is_word(chars, i + 1, word_table):
+            if i + 1 < n and (chars[i] == APOSTROPHE or chars[i] == RIGHT_QUOTE) and _is_word(chars, i + 1, classes):
                 plain = plain and chars[i] == APOSTROPHE
                 i += 1
                 continue
@@ -96,25 +100,38 @@ def gram_hash(words, start, length):
 
 
 @njit(cache=True)
-def index_grams(words, bounds, lengths, prefix):
-    """(gram hashes, hashes of their first ``prefix`` words) of every example: example ``e`` is
-    ``words[bounds[e]:bounds[e + 1]]`` with grams of ``lengths[e]`` words (0: none)."""
-    total = 0
+def index_grams(words, bounds, lengths, n, anchor):
+    """Hashes of an index's (grams, anchors, short prefixes): example ``e`` is
+    ``words[bounds[e]:bounds[e + 1]]`` with grams of ``lengths[e]`` words (0: none). Anchors
+    are every ``anchor``-word run of the examples with ``n``-grams; short prefixes are the first
+    ``anchor`` words of the examples indexed whole (fewer than ``n`` words)."""
+    totals = np.zeros(3, np.int64)
     for e in range(len(lengths)):
+        size = bounds[e + 1] - bounds[e]
         if lengths[e] > 0:
-            total += bounds[e + 1] - bounds[e] - lengths[e] + 1
-    grams = np.empty(total, np.uint64)
-    prefixes = np.empty(total, np.uint64)
-    k = 0
+            totals[0] += size - lengths[e] + 1
+            if lengths[e] == n:
+                totals[1] += size - anchor + 1
+            else:
+                totals[2] += 1
+    grams, anchors = np.empty(totals[0], np.uint64), np.empty(totals[1], np.uint64)
+    shorts = np.empty(totals[2], np.uint64)
+    counts = np.zeros(3, np.int64)
     for e in range(len(lengths)):
-        length = lengths[e]
+        lo, hi, length = bounds[e], bounds[e + 1], lengths[e]
         if length == 0:
             continue
-        for p in range(bounds[e], bounds[e + 1] - length + 1):
-            grams[k] = gram_hash(words, p, length)
-            prefixes[k] = gram_hash(words, p, prefix)
-            k += 1
-    return grams, prefixes
+        for p in range(lo, hi - length + 1):
+            grams[counts[0]] = gram_hash(words, p, length)
+            counts[0] += 1
+        if length == n:
+            for p in range(lo, hi - anchor + 1):
+                anchors[counts[1]] = gram_hash(words, p, anchor)
+                counts[1] += 1
+        else:
+            shorts[counts[2]] = gram_hash(words, lo, anchor)
+            counts[2] += 1
+    return grams, anchors, shorts
 
 
 @njit(cache=True)
@@ -172,33 +189,51 @@ def _maybe_in(bits, log2_bits, value):
 
 
 @njit(cache=True)
-def gram_hits(words, doc_bounds, lengths, prefix_bits, log2_bits, grams):
+def _record(hits, count, doc, pos, length):
+    """Append (doc, pos, length) to ``hits`` (doubling it when full); the array and new count."""
+    if count == len(hits):
+        hits = np.concatenate((hits, np.empty_like(hits)))
+    hits[count, 0], hits[count, 1], hits[count, 2] = doc, pos, length
+    return hits, count + 1
+
+
+@njit(cache=True)
+def gram_hits(words, doc_bounds, n, anchor, short_lengths, anchor_bits, anchor_log2, short_bits, short_log2,
+              grams):
     """Every (document, word position in it, length) whose run of ``length`` words hashes into
-    ``grams``; document ``d`` is ``words[doc_bounds[d]:doc_bounds[d + 1]]``. Each position is
-    first tested on its ``lengths[0]``-word prefix (a rolling hash) in ``prefix_bits`` (a
-    :func:`bloom` filter small enough for the CPU cache), so few positions probe ``grams``."""
-    shortest = lengths[0]
+    ``grams``; document ``d`` is ``words[doc_bounds[d]:doc_bounds[d + 1]]``.
+
+    An ``n``-gram starting at ``p`` holds the ``anchor``-word run at the one position
+    ``q`` in ``p .. p + n - anchor`` that is a multiple of ``n - anchor + 1`` (from the document
+    start), so only those positions are tested in ``anchor_bits`` (a :func:`bloom` of every
+    ``anchor``-word run of the indexed examples), and the ``n``-grams around a hit in ``grams``.
+    Grams of ``short_lengths`` (examples indexed whole) are tested at every position on their
+    first ``anchor`` words in ``short_bits`` (a small Bloom filter). The ``anchor``-word hash
+    is rolled along the words."""
+    stride = n - anchor + 1
     top = np.uint64(1)
-    for _ in range(shortest - 1):
+    for _ in range(anchor - 1):
         top *= GRAM_BASE
-    hits = np.empty((64, 3), np.int64)
-    count = 0
+    hits, count = np.empty((64, 3), np.int64), 0
+    has_short = len(short_lengths) > 0
     for d in range(len(doc_bounds) - 1):
         lo, hi = doc_bounds[d], doc_bounds[d + 1]
-        if hi - lo < shortest:
-            continue
         acc = np.uint64(0)
-        for k in range(lo, lo + shortest):
+        for k in range(lo, min(hi, lo + anchor - 1)):
             acc = acc * GRAM_BASE + words[k]
-        for p in range(lo, hi - shortest + 1):
-            if p > lo:
-                acc = (acc - words[p - 1] * top) * GRAM_BASE + words[p + shortest - 1]
-            if not _maybe_in(prefix_bits, log2_bits, _mix(acc ^ np.uint64(shortest))):
-                continue
-            for length in lengths:
-                if p + length <= hi and _contains(grams, gram_hash(words, p, length)):
-                    if count == len(hits):
-                        hits = np.concatenate((hits, np.empty_like(hits)))
-                    hits[count, 0], hits[count, 1], hits[count, 2] = d, p - lo, length
-                    count += 1
+        phase = 0  # (q - lo) % stride
+        for q in range(lo, hi - anchor + 1):
+            if q > lo:
+                acc -= words[q - 1] * top
+                phase = phase + 1 if phase + 1 < stride else 0
+            acc = acc * GRAM_BASE + words[q + anchor - 1]
+            h = _mix(acc ^ np.uint64(anchor))
+            if has_short and _maybe_in(short_bits, short_log2, h):
+                for length in short_lengths:
+                    if q + length <= hi and _contains(grams, gram_hash(words, q, length)):
+                        hits, count = _record(hits, count, d, q - lo, length)
+            if phase == 0 and _maybe_in(anchor_bits, anchor_log2, h):
+                for p in range(max(lo, q - stride + 1), q + 1):
+                    if p + n <= hi and _contains(grams, gram_hash(words, p, n)):
+                        hits, count = _record(hits, count, d, p - lo, n)
     return hits[:count]

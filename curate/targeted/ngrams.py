@@ -140,7 +140,7 @@ def build_index(examples: Iterable[tuple[str, str]], n: int = 13, min_words: int
     hashes, owners, groups = _group_owners(*(
         (np.concatenate(gram_parts), np.concatenate(owner_parts)) if gram_parts else empty), len(names))
     index = NgramIndex(n, tuple(sorted(lengths)), tuple(sorted(names, key=names.get)), hashes, owners, groups,
-                       Prefilter.build(tokens, gram_lengths, tuple(sorted(lengths))))
+                       Prefilter.build(tokens, gram_lengths, n, tuple(sorted(lengths))))
     return index, skipped
 
 
@@ -239,13 +239,17 @@ class Prefilter:
     (odds about 2^-64 per gram looked up).
     """
 
-    lengths: np.ndarray    # gram lengths, ascending
-    prefix_bits: np.ndarray  # Bloom filter of the hashes of every gram's first ``lengths[0]`` words
-    log2_bits: int         # the filter holds 2**log2_bits bits (16-32 per gram: ~1% false hits)
+    n: int                 # length of the grams of examples that are long enough
+    anchor: int            # words per anchor (at most 8, and no more than the shortest gram)
+    short_lengths: np.ndarray  # lengths of the grams of examples indexed whole (< n words)
+    anchor_bits: np.ndarray    # Bloom filter of every ``anchor``-word run of the n-gram examples
+    anchor_log2: int
+    short_bits: np.ndarray     # Bloom filter of the first ``anchor`` words of the whole-example grams
+    short_log2: int
     grams: np.ndarray      # hash set of every gram
 
     @staticmethod
-    def build(tokens: Sequence[Sequence[str]], gram_lengths: Sequence[int],
+    def build(tokens: Sequence[Sequence[str]], gram_lengths: Sequence[int], n: int,
               lengths: Sequence[int]) -> "Prefilter | None":
         """From each example's normalised words and its gram length (0: not indexed); ``None``
         without numba (:func:`scan_many` then runs :func:`scan` on every document)."""
@@ -256,10 +260,13 @@ class Prefilter:
         flat = [word for example in tokens for word in example]
         word_hashes_ = kernels.hash_separated(_code_points("\0".join(flat))) if flat else np.zeros(0, np.uint64)
         bounds = np.cumsum([0] + [len(t) for t in tokens]).astype(np.int64)
-        grams, prefixes = kernels.index_grams(word_hashes_, bounds, np.asarray(gram_lengths, np.int64), min(lengths))
-        log2_bits = min(32, max(16, int(np.ceil(np.log2(16 * max(1, len(prefixes)))))))
-        return Prefilter(np.asarray(sorted(lengths), np.int64), kernels.bloom(prefixes, log2_bits), log2_bits,
-                         kernels.hash_set(grams))
+        anchor = min(8, *lengths)
+        grams, anchors, shorts = kernels.index_grams(word_hashes_, bounds, np.asarray(gram_lengths, np.int64),
+                                                     n, anchor)
+        anchor_log2, short_log2 = _bloom_log2(len(anchors)), _bloom_log2(len(shorts))
+        return Prefilter(n, anchor, np.asarray([x for x in sorted(lengths) if x < n], np.int64),
+                         kernels.bloom(anchors, anchor_log2), anchor_log2, kernels.bloom(shorts, short_log2),
+                         short_log2, kernels.hash_set(grams))
 
     def suspects(self, texts: Sequence[str], chunk_chars: int = 1 << 21) -> dict[int, Suspect]:
         """Text number -> (its word count, {gram length: word positions}) for each text with a
@@ -277,17 +284,25 @@ class Prefilter:
         from curate.targeted import _decontam_kernels as kernels
 
         joined = "\0".join(texts)  # NUL is neither a word character nor an apostrophe
-        starts, ends, hashes, plain = kernels.tokenize(_code_points(joined), _word_table())
+        starts, ends, hashes, plain = kernels.tokenize(_code_points(joined), _char_classes())
         _hash_unicode_words(joined, starts, ends, hashes, plain)
         text_starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
         doc_bounds = np.append(np.searchsorted(starts, text_starts), len(starts)).astype(np.int64)
-        hits = kernels.gram_hits(hashes, doc_bounds, self.lengths, self.prefix_bits, self.log2_bits, self.grams)
+        hits = kernels.gram_hits(hashes, doc_bounds, self.n, self.anchor, self.short_lengths, self.anchor_bits,
+                                 self.anchor_log2, self.short_bits, self.short_log2, self.grams)
         found: dict[int, Suspect] = {}
         for doc in np.unique(hits[:, 0]).tolist():
             mine = hits[hits[:, 0] == doc]
             positions = {length: mine[mine[:, 2] == length, 1] for length in np.unique(mine[:, 2]).tolist()}
             found[first + doc] = (int(doc_bounds[doc + 1] - doc_bounds[doc]), positions)
         return found
+
+
+def _bloom_log2(count: int) -> int:
+    """Bloom filter size (log2 of bits) for ``count`` values: 16 to 32 bits each (~1% false
+    hits), or up to 128 while that stays within 32 KB (a CPU's L1 cache)."""
+    bits = max(16 * count, min(64 * count, 1 << 18), 1 << 10)
+    return min(32, int(np.ceil(np.log2(bits))))
 
 
 def _hash_unicode_words(joined: str, starts: np.ndarray, ends: np.ndarray, hashes: np.ndarray,
@@ -313,11 +328,16 @@ def _code_points(text: str) -> np.ndarray:
 
 
 @cache
-def _word_table() -> np.ndarray:
-    """1 for each code point the regex ``\\w`` matches, built with the regex itself."""
+def _char_classes() -> np.ndarray:
+    """The class of each code point for the tokenizer: 0 when the regex ``\\w`` does not match
+    it (the table is built with the regex itself), its lower case for ASCII, else 255."""
+    from curate.targeted._decontam_kernels import OTHER_WORD_CHAR
+
     everything = "".join(map(chr, range(sys.maxunicode + 1)))
     table = np.zeros(sys.maxunicode + 1, np.uint8)
-    table[_code_points("".join(re.findall(r"\w", everything))).astype(np.int64)] = 1
+    table[_code_points("".join(re.findall(r"\w", everything))).astype(np.int64)] = OTHER_WORD_CHAR
+    ascii_words = np.flatnonzero(table[:128])
+    table[ascii_words] = np.frombuffer(bytes(ascii_words.tolist()).lower(), np.uint8)
     return table
 
 

@@ -11,7 +11,7 @@ from helpers import read_jsonl
 
 from curate.targeted import _decontam_kernels as kernels
 from curate.targeted.benchmarks import TEST_SPLITS, load_benchmarks, parse_specs
-from curate.targeted.ngrams import WORD, _code_points, _word_table, build_index, scan, scan_many, words
+from curate.targeted.ngrams import WORD, _char_classes, _code_points, build_index, scan, scan_many, words
 
 TRICKY_WORDS = ("don't don’t 'quoted' a''b x' ’y naïve ǅungla Straße STRASSE ﬁne ＦＵＬＬ ①② İstanbul ΣΑΣ σας "
                 "_under_score_ ١٢٣ 漢字かな 😀 e\u0301t\u0301e ﬀ ℌ 12,000.5 o'clock’s l’été")
@@ -60,8 +60,8 @@ def documents(shared_data, examples):
     return docs
 
 
-def test_tokenizer_finds_the_regex_words_and_the_word_table_is_the_regex_class():
-    table = _word_table()
+def test_tokenizer_finds_the_regex_words_and_the_char_classes_is_the_regex_class():
+    table = _char_classes()
     sample = np.random.default_rng(0).integers(0, sys.maxunicode + 1, 20_000)
     for code in sample.tolist() + [39, 95, 0x2019, 0xDF, 0x0301, 0x2460]:
         assert bool(table[code]) == bool(re.fullmatch(r"\w", chr(code))), code
