@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.selection.presets import PRESETS
 from bench.selection.run import REPO, run
+from curate.core import CurateError
 
 
 def main() -> None:
@@ -17,8 +18,11 @@ def main() -> None:
     args = parser.parse_args()
     preset = PRESETS[args.preset]
     out = args.out or REPO / "out" / f"selection-{preset.name}"
-    run(preset, out.resolve(), seed=args.seed, docs=None if args.no_docs else REPO / "docs",
-        log=lambda m: print(m, flush=True))
+    try:
+        run(preset, out.resolve(), seed=args.seed, docs=None if args.no_docs else REPO / "docs",
+            log=lambda m: print(m, flush=True))
+    except CurateError as exc:  # bad input or setup: one line, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -39,7 +39,14 @@ def causal_lm(gpt):
     return CurateCausalLM().eval()
 
 
-def load_run(run_dir: Path, tokenizer_path: Path):
+def resolve_device(device: str) -> str:
+    """``auto`` → CUDA when present, else the CPU (as `curate train`)."""
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def load_run(run_dir: Path, tokenizer_path: Path, device: str = "cpu"):
     """(model, tokenizer, context) of the latest checkpoint of a `curate train` run."""
     from safetensors.torch import load_model
 
@@ -57,23 +64,23 @@ def load_run(run_dir: Path, tokenizer_path: Path):
     verify_file(weights, what="model weights")
     load_model(gpt, str(weights), device="cpu")
     tok = load_tokenizer(tokenizer_path)
-    return causal_lm(gpt), CurateTokenizer(tok, eos_id=0), config.context
+    return causal_lm(gpt.to(resolve_device(device))), CurateTokenizer(tok, eos_id=0), config.context
 
 
 def text_bits(run_dir: Path, tokenizer_path: Path, texts: list[str],
-              batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+              batch_size: int = 32, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Per text: (bits per byte, scored tokens) under the run's model, by the ppl-matrix code."""
     from curate.pplcorr.lossmatrix import bits_per_byte, text_losses, utf8_bytes
 
-    model, tokenizer, context = load_run(run_dir, tokenizer_path)
+    model, tokenizer, context = load_run(run_dir, tokenizer_path, device)
     nll, tokens = text_losses(model, tokenizer, texts, max_length=context, batch_size=batch_size)
     return bits_per_byte(nll, utf8_bytes(texts)), tokens
 
 
-def corpus_bpb(run_dir: Path, tokenizer_path: Path, texts: list[str]) -> float:
+def corpus_bpb(run_dir: Path, tokenizer_path: Path, texts: list[str], device: str = "cpu") -> float:
     """Bits per byte of ``texts`` taken together (Σ bits / Σ bytes)."""
     from curate.pplcorr.lossmatrix import utf8_bytes
 
-    bpb, _ = text_bits(run_dir, tokenizer_path, texts)
+    bpb, _ = text_bits(run_dir, tokenizer_path, texts, device=device)
     n_bytes = utf8_bytes(texts)
     return float((bpb * n_bytes).sum() / n_bytes.sum())

@@ -13,30 +13,31 @@ class Preset:
     name: str
     page: str | None                       # results page under docs/ (None: results only in the output dir)
     chunk_chars: int = 1500                # long documents are cut at line breaks into pieces of about this size
-    pieces_per_corpus: int = 500           # cap per corpus file, chosen by seeded hash (all corpora mixed)
+    pieces_per_corpus: int = 300           # cap per corpus file, chosen by seeded hash (all corpora mixed)
     pool_heldout_fraction: float = 0.05    # pool pieces kept out of selection for held-out pool loss
     benchmarks: tuple[str, ...] = TARGET_BENCHMARKS
     items_per_benchmark: int | None = None  # cap on target items read per benchmark (None: all)
     visible_fraction: float = 0.5          # target items selectors may see; the rest is held out
-    eval_items: int = 200                  # held-out items per benchmark for accuracy
+    eval_items: int = 100                  # held-out items per benchmark for accuracy
     selectors: tuple[str, ...] = ALL_SELECTORS
     keep_fraction: float = 0.1             # share of the pool's tokens every selector keeps
-    token_budget: int = 120_000            # training tokens per selection (equal for all)
-    vocab_size: int = 4096
+    token_budget: int = 60_000             # training tokens per selection (equal for all)
+    vocab_size: int = 2048
     seeds: tuple[int, ...] = (0, 1, 2)
     model: dict = field(default_factory=lambda: {"n_layer": 2, "n_head": 2, "d_model": 64, "context": 128})
     micro_batch: int = 8
     lr: float = 3e-3
     device: str = "cpu"
-    cpu_threads: int | None = 2
+    cpu_threads: int | None = 1
+    spark_master: str = "local[2]"
     fasttext_negatives: int = 2000         # random pool pieces as negatives of the target classifier
     betr_sample: int = 600                 # pool pieces embedded and ranked by BETR
     betr_examples: int = 100               # visible target examples per benchmark for BETR
     zoo_subsets: int = 8                   # data subsets of the model zoo (each trained at every zoo budget)
-    zoo_budgets: tuple[int, ...] = (30_000, 90_000)
+    zoo_budgets: tuple[int, ...] = (15_000, 45_000)
     zoo_model: dict = field(default_factory=lambda: {"n_layer": 1, "n_head": 2, "d_model": 48, "context": 128})
-    zoo_sample: int = 400                  # pool pieces in the bits-per-byte matrix
-    zoo_eval_items: int = 150              # visible target items per benchmark for the zoo's error
+    zoo_sample: int = 250                  # pool pieces in the bits-per-byte matrix
+    zoo_eval_items: int = 80               # visible target items per benchmark for the zoo's error
 
     @property
     def zoo_size(self) -> int:
@@ -60,7 +61,8 @@ GPU = replace(
     DEFAULT, name="gpu", page="selection_benchmark_gpu.md", chunk_chars=2000, pieces_per_corpus=20_000,
     eval_items=1000, keep_fraction=0.2, token_budget=2_000_000, vocab_size=8192, seeds=(0, 1, 2, 3, 4),
     model={"n_layer": 6, "n_head": 6, "d_model": 384, "context": 512}, micro_batch=16, lr=1e-3, device="auto",
-    cpu_threads=None, fasttext_negatives=10_000, betr_sample=10_000, betr_examples=500, zoo_subsets=16,
+    cpu_threads=None, spark_master="local[*]", fasttext_negatives=10_000, betr_sample=10_000, betr_examples=500,
+    zoo_subsets=16,
     zoo_budgets=(300_000, 1_000_000), zoo_model={"n_layer": 4, "n_head": 4, "d_model": 256, "context": 512},
     zoo_sample=3000, zoo_eval_items=500)
 

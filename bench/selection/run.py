@@ -41,7 +41,7 @@ def proxy_runs(selected: dict[str, Path], inputs: Inputs, preset: Preset, tokeni
         seed_dir = out / "proxy" / f"seed-{seed}"
         for row in ablate(selected, token_budget=preset.token_budget, train=train, heldout=inputs.pool_heldout,
                           tokenizer=tokenizer, seed=seed, out=seed_dir, name="selection-benchmark"):
-            row["target_bpb"] = corpus_bpb(seed_dir / row["selection"] / "run", tokenizer, target_texts)
+            row["target_bpb"] = corpus_bpb(seed_dir / row["selection"] / "run", tokenizer, target_texts, preset.device)
             row["bench_acc"] = mean_acc_norm(row, benchmarks)
             log(f"  {row['selection']} seed {seed}: target bpb {row['target_bpb']:.4f}, "
                 f"pool loss {row['heldout_loss']:.4f}, acc_norm {row['bench_acc']:.3f}")
@@ -88,7 +88,7 @@ def run(preset: Preset, out: Path, *, spark=None, seed: int = 0, docs: Path | No
     if spark is None:
         from curate.engine.spark import get_spark
 
-        spark = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"})
+        spark = get_spark(preset.spark_master, {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"})
     selected = run_selectors(spark, inputs, preset, out, seed, zoo, log=log)
     checked += assert_no_leak(heldout, selection_records(selected))
     phase("selections", t0)

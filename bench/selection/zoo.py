@@ -58,7 +58,7 @@ def build_zoo(inputs: Inputs, preset: Preset, tokenizer: Path, out: Path, seed: 
     docs = pool_sample(inputs, preset.zoo_sample, seed)
     matrix = docs[["id"]].assign(**{BYTES: utf8_bytes(docs["text"])})
     for name, (run_dir, _) in models.items():
-        bpb, tokens = text_bits(run_dir, tokenizer, docs["text"].tolist())
+        bpb, tokens = text_bits(run_dir, tokenizer, docs["text"].tolist(), device=preset.device)
         matrix[BPB + name], matrix[TOKENS + name] = bpb, tokens
     write_atomic(matrix, out / "matrix.parquet")
     errors = pd.DataFrame({"model": list(models), "error": [e for _, e in models.values()]})
