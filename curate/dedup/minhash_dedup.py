@@ -194,6 +194,12 @@ def _split(df: DataFrame, removed: DataFrame) -> tuple[DataFrame, DataFrame]:
     return kept, rejected
 
 
+def with_cluster_size(kept: DataFrame, removed: DataFrame, column: str) -> DataFrame:
+    """``kept`` plus ``column``: 1 + the number of removed documents whose survivor it is."""
+    sizes = removed.groupBy(F.col(DUPLICATE_OF).alias(ID)).agg((F.count(F.lit(1)) + 1).alias(column))
+    return kept.join(sizes, ID, "left").withColumn(column, F.coalesce(F.col(column), F.lit(1)).cast("long"))
+
+
 def size_histogram(components: DataFrame) -> tuple[dict[str, int], int, int]:
     """``(histogram, components, documents)``; the histogram counts components per size
     bucket ``2``, ``3-4``, ``5-8``, … (one Spark job; a handful of rows reach the driver)."""
@@ -227,7 +233,7 @@ def minhash_dedup(df: DataFrame, ctx: StageContext, *, ngram: int = 5, shingle: 
                   num_perm: int = 128, threshold: float = 0.8, bands: int | None = None,
                   rows: int | None = None, seed: int = 1, verify: bool = True,
                   quality: str | None = None, max_bucket: int = 64, fp_weight: float = 0.05,
-                  save_index: bool = False) -> StageOutput:
+                  save_index: bool = False, cluster_size_column: str | None = None) -> StageOutput:
     """Remove near-duplicates: MinHash-LSH (Broder 1997) + exact Jaccard + connected components.
 
     Signatures equal datasketch's ``MinHash(num_perm, seed)`` on the same shingles. With
@@ -235,8 +241,12 @@ def minhash_dedup(df: DataFrame, ctx: StageContext, *, ngram: int = 5, shingle: 
     dropped; ``bands``/``rows`` default to the recall-weighted optimum (``fp_weight``).
     One survivor per component: the smallest id, or the highest ``quality``
     (ties by id). ``save_index`` writes the kept documents' signatures for ``dedup_against``.
+    ``cluster_size_column`` adds to each survivor the size of its duplicate cluster (1 when it had
+    none), so ``mix`` can rehydrate (up-weight by cluster size, as FineWeb2's ``minhash_cluster_size``).
     """
     _check_columns(df, quality)
+    if cluster_size_column is not None and cluster_size_column in df.columns:
+        raise CurateError(f"cluster_size_column '{cluster_size_column}' already exists; choose another name")
     _check_threshold(threshold)
     p = SketchParams(ngram, shingle, num_perm, seed).check()
     bands, rows = lsh_params(threshold, num_perm, bands, rows, fp_weight)
@@ -253,6 +263,8 @@ def minhash_dedup(df: DataFrame, ctx: StageContext, *, ngram: int = 5, shingle: 
     kept, rejected = _split(df, removed)
     if save_index:
         write_index(ctx, kept, p)
+    if cluster_size_column is not None:
+        kept = with_cluster_size(kept, removed, cluster_size_column)
     base = {"bands": bands, "rows": rows}
     return StageOutput(kept=kept, rejected=rejected,
                        stats=partial(_dedup_stats, base, candidates, edges if verify else None, components))

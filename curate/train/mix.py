@@ -38,8 +38,9 @@ from curate.train.sampling import seeded_hash64
 
 SPEC_KEYS = {"name", "sources", "total_tokens", "seed", "max_epochs", "tokenizer",
              "bytes_per_token", "rows_per_shard"}
-SOURCE_KEYS = {"path", "weight", "tokens", "max_epochs", "where"}
+SOURCE_KEYS = {"path", "weight", "tokens", "max_epochs", "where", "rehydrate"}
 ORDER, GROUP = "order", "group"
+COPIES = "_copies"  # rehydration: copies of a document per epoch of its source
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SourceSpec:
     tokens: int | None = None
     max_epochs: float = 1.0
     where: tuple | None = None  # (column, min, max): rows with min <= column <= max, e.g. a quality_bucket
+    rehydrate: tuple | None = None  # (column, ((min cluster size, copies), ...)): FineWeb2-style up-weighting
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,13 @@ def parse_spec(raw: dict, base_dir: str | Path = Path(".")) -> MixtureSpec:
             name=str(name), path=_resolve(src["path"], base_dir),
             weight=float(src["weight"]) if "weight" in src else None,
             tokens=int(src["tokens"]) if "tokens" in src else None,
-            max_epochs=float(src.get("max_epochs", default_epochs)), where=_where(name, src.get("where"))))
+            max_epochs=float(src.get("max_epochs", default_epochs)), where=_where(name, src.get("where")),
+            rehydrate=_rehydrate(name, src.get("rehydrate"))))
     total = raw.get("total_tokens")
     if any(s.weight is not None for s in sources) and total is None:
         raise CurateError("mixture spec: sources with a 'weight' need 'total_tokens'")
     if all(s.weight is None and s.tokens is None for s in sources) and total is not None:
-        sources = [SourceSpec(s.name, s.path, 1.0, None, s.max_epochs, s.where) for s in sources]
+        sources = [SourceSpec(s.name, s.path, 1.0, None, s.max_epochs, s.where, s.rehydrate) for s in sources]
     for s in sources:
         if s.max_epochs <= 0 or (s.weight is not None and s.weight < 0):
             raise CurateError(f"source '{s.name}': max_epochs must be > 0 and weight >= 0")
@@ -140,6 +143,30 @@ def _where(name: str, raw: dict | None) -> tuple | None:
     if not isinstance(raw, dict) or "column" not in raw or not set(raw) <= {"column", "min", "max"}:
         raise CurateError(f"source '{name}': 'where' must be {{column: NAME, min: LOW, max: HIGH}}")
     return str(raw["column"]), raw.get("min"), raw.get("max")
+
+
+def _rehydrate(name: str, raw: dict | None) -> tuple | None:
+    """``rehydrate: {column: dedup_cluster_size, copies: {1: 1, 2: 2, 5: 3}}`` → (column, steps):
+    a document whose cluster size is at least a key (the largest such key) gets that many copies
+    per epoch (rehydration, FineWeb2: up-weight survivors of duplicate clusters by their size)."""
+    if raw is None:
+        return None
+    copies = raw.get("copies") if isinstance(raw, dict) else None
+    if (not isinstance(raw, dict) or set(raw) != {"column", "copies"} or not isinstance(copies, dict) or not copies
+            or not all(int(k) >= 1 and isinstance(v, int) and v >= 1 for k, v in copies.items())):
+        raise CurateError(f"source '{name}': 'rehydrate' must be {{column: NAME, copies: {{MIN_CLUSTER_SIZE: "
+                          "COPIES, ...}}}} with sizes and copies integers >= 1")
+    return str(raw["column"]), tuple(sorted((int(k), int(v)) for k, v in copies.items()))
+
+
+def copies_for(sizes: list, steps: tuple) -> list[int]:
+    """Copies per document: the step of the largest minimum size <= its cluster size (null: size 1;
+    sizes below the smallest key: 1 copy)."""
+    out = []
+    for size in sizes:
+        size = 1 if size is None else int(size)
+        out.append(next((c for low, c in reversed(steps) if size >= low), 1))
+    return out
 
 
 def _check_keys(what: str, raw: dict, valid: set[str]) -> None:
@@ -196,9 +223,10 @@ def _read_parquet(uri: str, **kwargs):
         return pq.read_table(fh, **kwargs)
 
 
-def read_source_table(path: str | Path, where: tuple | None = None):
+def read_source_table(path: str | Path, where: tuple | None = None, rehydrate: tuple | None = None):
     """Read ``id``, ``text`` and, when present, ``order``/``group`` into one pyarrow Table
-    (only rows with ``min <= column <= max`` when ``where = (column, min, max)``)."""
+    (only rows with ``min <= column <= max`` when ``where = (column, min, max)``; with
+    ``rehydrate`` also each document's copies per epoch, column ``_copies``)."""
     import pyarrow as pa
 
     tables = []
@@ -206,19 +234,32 @@ def read_source_table(path: str | Path, where: tuple | None = None):
         if f.endswith(".parquet"):
             t = _read_parquet(f)
         else:
-            t = pa.Table.from_pylist(list(_jsonl_rows(f, where[0] if where else None)))
+            t = pa.Table.from_pylist(list(_jsonl_rows(f, where[0] if where else None,
+                                                      rehydrate[0] if rehydrate else None)))
         missing = {"id", "text"} - set(t.column_names)
         if missing:
             raise CurateError(f"{f}: missing column(s) {', '.join(sorted(missing))}")
         if where is not None:
             t = _filter_where(t, where, f)
-        keep = [c for c in ("id", "text", ORDER, GROUP) if c in t.column_names]
+        if rehydrate is not None:
+            t = _with_copies(t, rehydrate, f)
+        keep = [c for c in ("id", "text", ORDER, GROUP, COPIES) if c in t.column_names]
         t = t.select(keep).cast(pa.schema([_field(t, c) for c in keep]))
         tables.append(t)
     names = {tuple(t.column_names) for t in tables}
     if len(names) > 1:
         raise CurateError(f"{path}: files disagree on columns {sorted(names)}")
     return pa.concat_tables(tables)
+
+
+def _with_copies(t, rehydrate: tuple, f: str):
+    import pyarrow as pa
+
+    column, steps = rehydrate
+    if column not in t.column_names:
+        raise CurateError(f"{f}: 'rehydrate' column '{column}' not found; columns: {', '.join(t.column_names)} "
+                          "(write it with minhash_dedup's cluster_size_column)")
+    return t.append_column(COPIES, pa.array(copies_for(t.column(column).to_pylist(), steps), pa.int64()))
 
 
 def _filter_where(t, where: tuple, f: str):
@@ -239,13 +280,13 @@ def _filter_where(t, where: tuple, f: str):
 def _field(t, name: str):
     import pyarrow as pa
 
-    kind = {"id": pa.string(), "text": pa.string(), ORDER: pa.int64(), GROUP: pa.string()}[name]
+    kind = {"id": pa.string(), "text": pa.string(), ORDER: pa.int64(), GROUP: pa.string(), COPIES: pa.int64()}[name]
     return pa.field(name, kind)
 
 
-def _jsonl_rows(path: str, extra: str | None = None) -> Iterator[dict]:
+def _jsonl_rows(path: str, *extra: str | None) -> Iterator[dict]:
     for _, row in read_records(path, hint="; clean it with `curate run` first"):
-        yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP, extra) if k in row}
+        yield {k: row.get(k) for k in ("id", "text", ORDER, GROUP, *extra) if k in row}
 
 
 # --------------------------------------------------------------------------- tokens
@@ -275,7 +316,7 @@ def build_units(table, tokens: np.ndarray) -> list[Unit]:
     """Documents as units; whole groups (rows sorted by ``order``) when ``group`` is present."""
     ids = table.column("id").to_pylist()
     if GROUP not in table.column_names:
-        return [Unit(ids[i], [i], int(tokens[i])) for i in range(len(ids))]
+        return _rehydrated(table, [Unit(ids[i], [i], int(tokens[i])) for i in range(len(ids))])
     groups = table.column(GROUP).to_pylist()
     order = table.column(ORDER).to_pylist() if ORDER in table.column_names else [0] * len(ids)
     members: dict[str, list[int]] = {}
@@ -285,7 +326,19 @@ def build_units(table, tokens: np.ndarray) -> list[Unit]:
     for g, rows in members.items():
         rows.sort(key=lambda i: (order[i] if order[i] is not None else 0, ids[i]))
         units.append(Unit(f"group:{g}", rows, int(tokens[rows].sum())))
-    return units
+    return _rehydrated(table, units)
+
+
+def _rehydrated(table, units: list[Unit]) -> list[Unit]:
+    """Each unit and its extra copies (``<key>#copy<k>``; a group takes its most-copied document's count)."""
+    if COPIES not in table.column_names:
+        return units
+    copies = table.column(COPIES).to_pylist()
+    out = []
+    for u in units:
+        out.append(u)
+        out += [Unit(f"{u.key}#copy{k}", u.rows, u.tokens) for k in range(1, max(copies[r] for r in u.rows))]
+    return out
 
 
 # --------------------------------------------------------------------------- targets
@@ -357,7 +410,7 @@ def build_mixture(spec: MixtureSpec, out_dir: str | Path, *, overwrite: bool = F
     count = token_counter(spec)
     sources = []
     for s in spec.sources:
-        table = read_source_table(s.path, s.where)
+        table = read_source_table(s.path, s.where, s.rehydrate)
         tokens = count(table.column("text").to_pylist()) if table.num_rows else np.zeros(0, np.int64)
         sources.append(Source(s, table.append_column("tokens", pa.array(tokens, pa.int64())),
                               build_units(table, tokens)))
@@ -432,7 +485,11 @@ def _source_stats(src: Source, target: int, picks: list) -> dict:
     mine = [(e, u) for _, name, e, _, _, u in picks if name == src.spec.name]
     selected = sum(u.tokens for _, u in mine)
     available = src.tokens
+    rehydration = {} if src.spec.rehydrate is None else {
+        "rehydrate": {"column": src.spec.rehydrate[0], "copies": dict(src.spec.rehydrate[1]),
+                      "extra_copies": len(src.units) - len({u.key.split("#copy")[0] for u in src.units})}}
     return {
+        **rehydration,
         "path": str(src.spec.path), "available_tokens": available, "available_documents": src.table.num_rows,
         "target_tokens": target, "tokens": selected, "documents": sum(len(u.rows) for _, u in mine),
         "epochs": round(selected / available, 4) if available else 0.0,
