@@ -198,6 +198,29 @@ def _record(hits, count, doc, pos, length):
 
 
 @njit(cache=True)
+def _may_hold(bits, log2_bits, value):
+    """:func:`_maybe_in` without branches (1 or 0), so that many run side by side."""
+    first, second = _bit_positions(value, log2_bits)
+    return ((bits[first >> np.uint64(6)] >> (first & np.uint64(63)))
+            & (bits[second >> np.uint64(6)] >> (second & np.uint64(63))) & np.uint64(1))
+
+
+@njit(cache=True)
+def _rolling_hashes(words, anchor, top, out):
+    """The hash of every run of ``anchor`` words (rolled along), into ``out``; how many."""
+    count = len(words) - anchor + 1
+    acc = np.uint64(0)
+    for k in range(anchor - 1):
+        acc = acc * GRAM_BASE + words[k]
+    for q in range(count):
+        if q > 0:
+            acc -= words[q - 1] * top
+        acc = acc * GRAM_BASE + words[q + anchor - 1]
+        out[q] = _mix(acc ^ np.uint64(anchor))
+    return max(count, 0)
+
+
+@njit(cache=True)
 def gram_hits(words, doc_bounds, n, anchor, short_lengths, anchor_bits, anchor_log2, short_bits, short_log2,
               grams):
     """Every (document, word position in it, length) whose run of ``length`` words hashes into
@@ -208,32 +231,36 @@ def gram_hits(words, doc_bounds, n, anchor, short_lengths, anchor_bits, anchor_l
     start), so only those positions are tested in ``anchor_bits`` (a :func:`bloom` of every
     ``anchor``-word run of the indexed examples), and the ``n``-grams around a hit in ``grams``.
     Grams of ``short_lengths`` (examples indexed whole) are tested at every position on their
-    first ``anchor`` words in ``short_bits`` (a small Bloom filter). The ``anchor``-word hash
-    is rolled along the words."""
+    first ``anchor`` words in ``short_bits`` (a small Bloom filter). A document's filter tests
+    run first, without branches (so that their memory reads overlap)."""
     stride = n - anchor + 1
     top = np.uint64(1)
     for _ in range(anchor - 1):
         top *= GRAM_BASE
     hits, count = np.empty((64, 3), np.int64), 0
     has_short = len(short_lengths) > 0
+    runs = np.empty(np.max(np.diff(doc_bounds)) if len(doc_bounds) > 1 else 0, np.uint64)
+    tests = np.empty_like(runs)  # per position: bit 0 anchor filter hit, bit 1 short filter hit
     for d in range(len(doc_bounds) - 1):
         lo, hi = doc_bounds[d], doc_bounds[d + 1]
-        acc = np.uint64(0)
-        for k in range(lo, min(hi, lo + anchor - 1)):
-            acc = acc * GRAM_BASE + words[k]
-        phase = 0  # (q - lo) % stride
-        for q in range(lo, hi - anchor + 1):
-            if q > lo:
-                acc -= words[q - 1] * top
-                phase = phase + 1 if phase + 1 < stride else 0
-            acc = acc * GRAM_BASE + words[q + anchor - 1]
-            h = _mix(acc ^ np.uint64(anchor))
-            if has_short and _maybe_in(short_bits, short_log2, h):
+        positions = _rolling_hashes(words[lo:hi], anchor, top, runs)
+        for q in range(positions):
+            tests[q] = 0
+        for q in range(0, positions, stride):
+            tests[q] = _may_hold(anchor_bits, anchor_log2, runs[q])
+        if has_short:
+            for q in range(positions):
+                tests[q] |= _may_hold(short_bits, short_log2, runs[q]) << np.uint64(1)
+        doc = words[lo:hi]
+        for q in range(positions):
+            if tests[q] == 0:
+                continue
+            if tests[q] & np.uint64(2):
                 for length in short_lengths:
-                    if q + length <= hi and _contains(grams, gram_hash(words, q, length)):
-                        hits, count = _record(hits, count, d, q - lo, length)
-            if phase == 0 and _maybe_in(anchor_bits, anchor_log2, h):
-                for p in range(max(lo, q - stride + 1), q + 1):
-                    if p + n <= hi and _contains(grams, gram_hash(words, p, n)):
-                        hits, count = _record(hits, count, d, p - lo, n)
+                    if q + length <= len(doc) and _contains(grams, gram_hash(doc, q, length)):
+                        hits, count = _record(hits, count, d, q, length)
+            if tests[q] & np.uint64(1):
+                for p in range(max(0, q - stride + 1), q + 1):
+                    if p + n <= len(doc) and _contains(grams, gram_hash(doc, p, n)):
+                        hits, count = _record(hits, count, d, p, n)
     return hits[:count]

@@ -300,8 +300,8 @@ class Prefilter:
 
 def _bloom_log2(count: int) -> int:
     """Bloom filter size (log2 of bits) for ``count`` values: 16 to 32 bits each (~1% false
-    hits), or up to 128 while that stays within 32 KB (a CPU's L1 cache)."""
-    bits = max(16 * count, min(64 * count, 1 << 18), 1 << 10)
+    hits), or up to 256 while that stays within 8 KB (a small part of a CPU's L1 cache)."""
+    bits = max(16 * count, min(256 * count, 1 << 16), 1 << 10)
     return min(32, int(np.ceil(np.log2(bits))))
 
 
