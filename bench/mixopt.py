@@ -26,8 +26,8 @@ PRESETS = {
     "cpu": {"docs": {"news": 60, "wiki": 12, "code_docs": 16, "reviews": 20}, "held": 8, "chars": 2000,
             "budget": 20480, "mixtures": 16, "vocab": 512, "workers": 1, "device": "cpu",
             "model": {"n_layer": 1, "n_head": 2, "d_model": 64, "context": 64}, "micro_batch": 8, "lr": 0.01},
-    "gpu": {"docs": {"news": 2000, "wiki": 400, "code_docs": 400, "reviews": 1000}, "held": 100, "chars": 8000,
-            "budget": 4_000_000, "mixtures": 64, "vocab": 8192, "workers": 4, "device": "cuda",
+    "gpu": {"docs": {"news": 4000, "wiki": 100, "code_docs": 400, "reviews": 1500}, "held": 20, "chars": 20000,
+            "budget": 2_000_000, "mixtures": 64, "vocab": 8192, "workers": 4, "device": "cuda",
             "model": {"n_layer": 4, "n_head": 4, "d_model": 256, "context": 256}, "micro_batch": 32, "lr": 0.003},
 }
 
