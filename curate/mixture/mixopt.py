@@ -45,7 +45,7 @@ def run_mixopt(spec: MixoptSpec, out: str | Path, *, log: Callable[[str], None] 
     tokens = np.array([available[d] for d in domains], dtype=np.float64)
     caps = np.array([spec.cap(d) for d in domains])
     _check_budget(domains, tokens, caps, mixture_tokens)
-    target = px.write_target_shards(px.target_texts(spec), tok, out)
+    target = px.write_target_shards(px.target_texts(spec), tok, out, base.model.context)
     natural = search.natural_weights(tokens)
     ceiling = search.max_weights(tokens, caps, mixture_tokens)
     log(f"{len(domains)} domains, natural mix " + ", ".join(f"{d} {w:.3f}" for d, w in zip(domains, natural)))

@@ -130,12 +130,17 @@ def target_texts(spec) -> list[str]:
     return texts
 
 
-def write_target_shards(texts: list[str], tokenizer: Path, out: Path) -> Path:
-    from curate.train.shards import write_token_shards
+def write_target_shards(texts: list[str], tokenizer: Path, out: Path, context: int) -> Path:
+    """The target's token shards; a target shorter than one training context fails here."""
+    from curate.train.shards import TokenShards, write_token_shards
 
     path = out / "target_shards"
     if not path.exists():
         write_token_shards([texts], tokenizer, path, source="mixopt target")
+    tokens = len(TokenShards(path))
+    if tokens < context + 1:
+        raise CurateError(f"the target has {tokens} tokens, fewer than one context ({context + 1}); "
+                          "add held-out documents or benchmark items")
     return path
 
 

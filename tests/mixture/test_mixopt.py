@@ -117,6 +117,7 @@ def test_rerun_reuses_finished_proxies_and_refuses_another_spec(searched, inputs
     ("empty_domain", "domain 'blank' has no tokens"),
     ("budget", "no mixture reaches"),
     ("empty_target", "the target has no documents"),
+    ("short_target", "fewer than one context"),
 ])
 def test_bad_input_fails_in_one_line_before_any_training(inputs, tmp_path, case, message):
     over = {}
@@ -127,7 +128,8 @@ def test_bad_input_fails_in_one_line_before_any_training(inputs, tmp_path, case,
     elif case == "budget":
         over.update(token_budget=500_000, max_epochs=1, caps={})
     else:
-        over["target"] = {"documents": [str(write_jsonl(tmp_path / "held.jsonl", [{"id": "x", "text": ""}]))]}
+        text = "" if case == "empty_target" else "a short target"
+        over["target"] = {"documents": [str(write_jsonl(tmp_path / "held.jsonl", [{"id": "x", "text": text}]))]}
     with pytest.raises(CurateError, match=message) as err:
         run_mixopt(parse_mixopt(raw_spec(inputs, **over)), tmp_path / "out", log=lambda _m: None)
     assert "\n" not in str(err.value)
