@@ -60,14 +60,19 @@ def documents(shared_data, examples):
     return docs
 
 
-def test_tokenizer_finds_the_regex_words_and_the_char_classes_is_the_regex_class():
+def test_tokenizer_finds_the_regex_words_and_its_classes_follow_the_regex():
     table = _char_classes()
     sample = np.random.default_rng(0).integers(0, sys.maxunicode + 1, 20_000)
     for code in sample.tolist() + [39, 95, 0x2019, 0xDF, 0x0301, 0x2460]:
         assert bool(table[code]) == bool(re.fullmatch(r"\w", chr(code))), code
-    for text in (TRICKY_WORDS, "", "'", "a'", "'a", "a’’b", "a'b'c’d", "\0x\0", "ab\ud800cd"):
-        starts, ends, _, _ = kernels.tokenize(_code_points(text), table)
-        assert list(zip(starts.tolist(), ends.tolist())) == [m.span() for m in WORD.finditer(text)], text
+    rng = random.Random(3)
+    random_texts = ["".join(rng.choice("ab Z9_'’ .,-\n é漢ﬁ\u0301😀") for _ in range(rng.randrange(30)))
+                    for _ in range(2000)]
+    for text in (TRICKY_WORDS, "", "'", "a'", "'a", "a’’b", "a'b'c’d", "\0x\0", "ab\ud800cd", *random_texts):
+        starts, ends, hashes, plain = kernels.tokenize(_code_points(text), table)
+        found = list(WORD.finditer(text))
+        assert list(zip(starts.tolist(), ends.tolist())) == [m.span() for m in found], text
+        assert plain.tolist() == [m.group().replace("'", "").isascii() for m in found], text
 
 
 def test_scan_many_equals_scan_on_real_and_crafted_text(index, documents):
