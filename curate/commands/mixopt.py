@@ -19,8 +19,8 @@ def command(spec, output, no_plot):
 
     summary = run_mixopt(load_mixopt(spec), output, log=lambda m: click.echo(m, err=True), plot=not no_plot)
     reg = summary["regression"]
-    click.echo(f"regression: {reg['chosen']} (out-of-fold Spearman "
-               f"{reg['models'][reg['chosen']]['cv_spearman']:.3f})")
+    rho = reg["models"][reg["chosen"]]["cv_spearman"]
+    click.echo(f"regression: {reg['chosen']} (out-of-fold Spearman {'n/a' if rho is None else f'{rho:.3f}'})")
     click.echo("proposed: " + ", ".join(f"{d} {w:.3f}" for d, w in summary["proposed"].items()))
     for v in summary["validation"]:
         click.echo(f"validate {v['mixture']:<9} target loss {v['target_loss']:.4f}")

@@ -38,6 +38,10 @@ def run_mixopt(spec: MixoptSpec, out: str | Path, *, log: Callable[[str], None] 
     domains = list(paths)
     if len(domains) < 2:
         raise CurateError(f"the pool has {len(domains)} domain(s) in '{spec.domain_column}'; a mixture needs >= 2")
+    unknown = sorted(set(spec.caps) - set(domains))
+    if unknown:
+        raise CurateError(f"caps name domain(s) {', '.join(unknown)} that the pool does not have; "
+                          f"its domains: {', '.join(domains)}")
     tok = px.tokenizer_for(spec, paths, out)
     available = px.domain_tokens(paths, tok)
     base, _steps = px.proxy_config(spec.train, spec.token_budget)
@@ -61,7 +65,7 @@ def run_mixopt(spec: MixoptSpec, out: str | Path, *, log: Callable[[str], None] 
     y = np.array([r["target_loss"] for r in runs])
     fits = search.choose_regression(x, y, spec.models, spec.folds, spec.seed)
     best = fits[0]
-    log(f"regression: {best.name} (cv mse {best.cv_mse:.4g}, out-of-fold spearman {best.cv_spearman:.3f})")
+    log(f"regression: {best.name} (cv mse {best.cv_mse:.4g}, out-of-fold Spearman {_fmt(_finite(best.cv_spearman))})")
     proposed, info = search.propose(best.predict, natural, ceiling, spec.kl_bound, candidates=spec.candidates,
                                     top_k=spec.top_k, seed=spec.seed)
     spec_path = write_mix_spec(out / "proposed_mix.yaml", spec, domains, proposed, mixture_tokens, tok)
@@ -117,10 +121,15 @@ def _summary(spec, domains, available, natural, proposed, info, fits, validation
         "caps": {d: spec.cap(d) for d in domains}, "kl_bound": spec.kl_bound, "proposed": share(proposed),
         "proposal": info, "mix_spec": str(spec_path),
         "regression": {"chosen": fits[0].name,
-                       "models": {f.name: {"cv_mse": f.cv_mse, "cv_spearman": f.cv_spearman} for f in fits}},
+                       "models": {f.name: {"cv_mse": f.cv_mse, "cv_spearman": _finite(f.cv_spearman)} for f in fits}},
         "validation": [{"mixture": r["proxy"], "target_loss": r["target_loss"], "predicted_loss": r["predicted_loss"],
                         "weights": r["weights"]} for r in validation],
     }
+
+
+def _finite(x: float) -> float | None:
+    """None for NaN (a constant prediction has no rank correlation), so summary.json stays strict JSON."""
+    return x if x == x else None
 
 
 # --------------------------------------------------------------------------- outputs
@@ -143,7 +152,7 @@ def write_outputs(out: Path, runs: list[dict], domains: list[str], best, summary
 def report_markdown(rows: list[dict], summary: dict, table, plot: bool) -> str:
     reg = summary["regression"]
     lines = [f"# mixopt: {summary['name']}", "", "## Regression (weights → target loss)", ""]
-    lines += [f"- {name}: cross-validated MSE {m['cv_mse']:.4g}, out-of-fold Spearman {m['cv_spearman']:.3f}"
+    lines += [f"- {name}: cross-validated MSE {m['cv_mse']:.4g}, out-of-fold Spearman {_fmt(m['cv_spearman'])}"
               + (" (chosen)" if name == reg["chosen"] else "") for name, m in reg["models"].items()]
     lines += ["", "## Weights", "", table([{"selection": d, "natural": summary["natural"][d],
                                             "proposed": summary["proposed"][d], "max_epochs": summary["caps"][d]}
@@ -159,7 +168,11 @@ def report_markdown(rows: list[dict], summary: dict, table, plot: bool) -> str:
     return "\n".join(lines)
 
 
-def plot_predictions(rows: list[dict], model: str, rho: float, path: Path) -> None:
+def _fmt(x: float | None) -> str:
+    return "n/a (constant predictions)" if x is None else f"{x:.3f}"
+
+
+def plot_predictions(rows: list[dict], model: str, rho: float | None, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +186,7 @@ def plot_predictions(rows: list[dict], model: str, rho: float, path: Path) -> No
     ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
     ax.set_xlabel("actual target loss")
     ax.set_ylabel("predicted (out of fold)")
-    ax.set_title(f"{model}, Spearman {rho:.2f}", fontsize=9)
+    ax.set_title(f"{model}, out-of-fold Spearman {_fmt(rho)}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

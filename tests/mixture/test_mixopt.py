@@ -75,7 +75,8 @@ def test_regression_is_chosen_by_cross_validation_and_reports_rank_correlation(s
     reg = searched["summary"]["regression"]
     assert set(reg["models"]) == {"linear", "lightgbm"}
     assert reg["chosen"] == min(reg["models"], key=lambda m: reg["models"][m]["cv_mse"])
-    assert all(-1 <= m["cv_spearman"] <= 1 for m in reg["models"].values())
+    assert -1 <= reg["models"][reg["chosen"]]["cv_spearman"] <= 1
+    assert all(m["cv_spearman"] is None or -1 <= m["cv_spearman"] <= 1 for m in reg["models"].values())
     assert "out-of-fold Spearman" in searched["output"]
 
 
@@ -109,6 +110,8 @@ def test_rerun_reuses_finished_proxies_and_refuses_another_spec(searched, inputs
     assert again.exit_code == 0, again.output
     assert done.stat().st_mtime_ns == stamp
     assert json.loads((searched["out"] / "summary.json").read_text()) == searched["summary"]
+    with pytest.raises(CurateError, match="caps name domain"):
+        run_mixopt(parse_mixopt(raw_spec(inputs, caps={"poetry": 1})), inputs["root"] / "other", log=lambda _m: None)
     with pytest.raises(CurateError, match="another mixopt spec"):
         run_mixopt(parse_mixopt(raw_spec(inputs, mixtures=7)), searched["out"], log=lambda _m: None)
 
