@@ -30,8 +30,10 @@ def domain_label(df, ctx: StageContext, *, column: str | None = None, rules: dic
                  url_column: str = "url", embedding_column: str | None = None, clusters: int = 8,
                  classifier: str | None = None, name: str = "domain", default: str = "other",
                  tokenizer: str | None = None, top_terms: int = 10, kmeans_iterations: int = 20) -> StageOutput:
-    """Label each document's domain from a column, URL host rules, k-means of its embedding or an
-    ``hf_classify`` label (RegMix, Liu et al. 2024): column ``name``; stats per domain.
+    """Label each document's domain: a column, URL host rules, embedding k-means or an hf_classify label.
+
+    Writes column ``name``; stats: documents and tokens per domain (mixture weights are per
+    domain, RegMix, Liu et al. 2024).
 
     Give exactly one of ``column``, ``rules`` (``{domain: [host pattern, ...]}`` on ``url_column``),
     ``embedding_column`` (``clusters`` seeded k-means clusters named ``cluster_NN``, each with its

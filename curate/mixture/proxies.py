@@ -29,6 +29,8 @@ def _pool_rows(path: str, column: str) -> Iterator[tuple[str, str, str | None]]:
 
     from curate.train.mix import source_files
 
+    if not any(ch in path for ch in "*?[") and not fs.exists(path):
+        raise CurateError(f"mixopt pool not found: {path}")
     for f in source_files(path):
         if f.endswith(".parquet"):
             with fs.open_file(f, "rb") as fh:
