@@ -153,10 +153,10 @@ def _rehydrate(name: str, raw: dict | None) -> tuple | None:
         return None
     copies = raw.get("copies") if isinstance(raw, dict) else None
     if (not isinstance(raw, dict) or set(raw) != {"column", "copies"} or not isinstance(copies, dict) or not copies
-            or not all(int(k) >= 1 and isinstance(v, int) and v >= 1 for k, v in copies.items())):
+            or not all(isinstance(k, int) and isinstance(v, int) and k >= 1 and v >= 1 for k, v in copies.items())):
         raise CurateError(f"source '{name}': 'rehydrate' must be {{column: NAME, copies: {{MIN_CLUSTER_SIZE: "
                           "COPIES, ...}}}} with sizes and copies integers >= 1")
-    return str(raw["column"]), tuple(sorted((int(k), int(v)) for k, v in copies.items()))
+    return str(raw["column"]), tuple(sorted(copies.items()))
 
 
 def copies_for(sizes: list, steps: tuple) -> list[int]:
@@ -243,7 +243,7 @@ def read_source_table(path: str | Path, where: tuple | None = None, rehydrate: t
             t = _filter_where(t, where, f)
         if rehydrate is not None:
             t = _with_copies(t, rehydrate, f)
-        keep = [c for c in ("id", "text", ORDER, GROUP, COPIES) if c in t.column_names]
+        keep = [c for c in ("id", "text", ORDER, GROUP) if c in t.column_names] + ([COPIES] if rehydrate else [])
         t = t.select(keep).cast(pa.schema([_field(t, c) for c in keep]))
         tables.append(t)
     names = {tuple(t.column_names) for t in tables}
