@@ -137,7 +137,7 @@ def collect_stats(output: str | Path) -> dict[str, dict]:
 
 
 STANDARD_STATS = {"rows_in", "rows_out", "rejected", "quarantined", "quarantine_reasons", "chars_out",
-                  "chars_rejected", "file_problems", "repairs", "files", "source_stage"}
+                  "chars_rejected", "file_problems", "repairs", "files", "source_stage", "skipped_records"}
 
 
 def format_stats_table(output: Path) -> str:
@@ -149,6 +149,9 @@ def format_stats_table(output: Path) -> str:
         detail = st.get("quarantine_reasons") or st.get("rejected") or {}
         rows.append((name, f"{st.get('rows_in', 0):,}", f"{st.get('rows_out', 0):,}", f"{removed:,}",
                      ", ".join(f"{k}={v:,}" for k, v in detail.items())))
+        if st.get("skipped_records"):  # web archives: not documents by design, so not "removed"
+            rows[-1] = (*rows[-1][:4], rows[-1][4] + "; skipped records: "
+                        + ", ".join(f"{k}={v:,}" for k, v in st["skipped_records"].items()))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(4))
              + ("  " + r[4] if r[4] else "") for r in rows]

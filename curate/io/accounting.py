@@ -53,27 +53,42 @@ def materialize_read(spark, result, work, quarantine_work, rows_per_shard: int) 
              "quarantined": quarantine["records"], "quarantine_reasons": quarantine["reasons"],
              "file_problems": quarantine["file_problems"], "repairs": repairs,
              "chars_out": total_chars(shards)}
+    if quarantine["skipped"]:  # web archives: records that are not documents by design (requests, metadata …)
+        stats["skipped_records"] = quarantine["skipped"]
     return {"data": data, "quarantine": quarantine["entry"]}, stats
 
 
-def summarize_quarantine(written) -> tuple[dict[str, int], dict[str, int], list[dict]]:
-    """``(records by kind, record reasons by their leading word, file problems)`` in one Spark job."""
+def summarize_quarantine(written) -> tuple[dict[str, int], dict[str, int], list[dict], dict[str, int]]:
+    """``(records by kind, record reasons by their leading word, file problems, skipped records by
+    type)`` in one Spark job. Skipped counts come from the per-file ``skipped`` rows of web archives."""
     from pyspark.sql import functions as F
 
     is_record, is_file = F.col("kind") == "record", F.col("kind") == "file"
     rows = written.select(
         "kind", F.when(is_record, F.regexp_extract("reason", r"^([a-z_0-9]+)", 1)).alias("word"),
-        F.when(is_file, F.col("file")).alias("problem_file"), F.when(is_file, F.col("reason")).alias("problem"),
+        F.when(is_file, F.col("file")).alias("problem_file"),
+        F.when(is_file | (F.col("kind") == "skipped"), F.col("reason")).alias("problem"),
     ).groupBy("kind", "word", "problem_file", "problem").count().collect()
     by_kind: dict[str, int] = {}
     reasons: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     for r in rows:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["count"]
         if r["kind"] == "record":
             reasons[r["word"]] = reasons.get(r["word"], 0) + r["count"]
+        elif r["kind"] == "skipped":
+            for record_type, n in skipped_types(r["problem"]).items():
+                skipped[record_type] = skipped.get(record_type, 0) + n * r["count"]
     problems = sorted(({"file": r["problem_file"], "reason": r["problem"]} for r in rows if r["kind"] == "file"
                        for _ in range(r["count"])), key=lambda p: (p["file"], p["reason"]))
-    return dict(sorted(by_kind.items())), dict(sorted(reasons.items())), problems
+    return dict(sorted(by_kind.items())), dict(sorted(reasons.items())), problems, dict(sorted(skipped.items()))
+
+
+def skipped_types(reason: str) -> dict[str, int]:
+    """``"record_types: request=14, warcinfo=1"`` (a web archive's skipped summary) as a dict."""
+    _, _, detail = reason.partition(":")
+    pairs = (item.strip().rpartition("=") for item in detail.split(",") if "=" in item)
+    return {name: int(n) for name, _, n in pairs}
 
 
 def write_quarantine(spark, quarantine_df, work, rows_per_shard: int) -> dict:
@@ -82,8 +97,8 @@ def write_quarantine(spark, quarantine_df, work, rows_per_shard: int) -> dict:
     shards = write_verified(df, work.path(DATA_DIR), order_by=QUARANTINE_ORDER, rows_per_shard=rows_per_shard,
                             fmt="jsonl")
     entry = work.entry(shards, df.schema, "jsonl")
-    by_kind, reasons, problems = summarize_quarantine(work.read(spark, entry)) if shards else ({}, {}, [])
+    by_kind, reasons, problems, skipped = summarize_quarantine(work.read(spark, entry)) if shards else ({}, {}, [], {})
     work.commit({"stage": "quarantine", "outputs": {"data": entry}, "stats": {"records": by_kind}})
     root = "/".join(p for p in ("..", QUARANTINE_DIR, entry.get("root", "")) if p)
     return {"records": by_kind.get("record", 0), "reasons": reasons, "file_problems": problems,
-            "entry": {**entry, "root": root}}
+            "skipped": skipped, "entry": {**entry, "root": root}}

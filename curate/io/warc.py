@@ -21,11 +21,12 @@ the byte offset after which nothing could be read; the records before it are kep
 
 ``_line`` of a document or quarantine record is the byte offset of its record in the file
 (for ``.gz`` files the offset of its gzip member, as in the Common Crawl index), and ``id`` is
-its ``WARC-Record-ID`` (``urn:uuid:…``), or ``<file>:<offset>`` when it has none.
+its ``WARC-Record-ID`` (``urn:uuid:…``), or ``<file>:<offset>`` when it has none (ARC records never do).
 """
 from __future__ import annotations
 
 import codecs
+import functools
 import posixpath
 import re
 from dataclasses import dataclass
@@ -217,7 +218,7 @@ def _fastwarc_records(stream) -> Iterator[Raw]:
                   rec.reader.read)
 
 
-def _warcio_records(stream) -> Iterator[Raw]:
+def _warcio_records(stream, arc: bool = False) -> Iterator[Raw]:
     """warcio (ARC files, or no FastWARC): the payload is read (up to the size cap) before the
     offset, which warcio knows only once the record is consumed."""
     from warcio.archiveiterator import ArchiveIterator
@@ -235,20 +236,27 @@ def _warcio_records(stream) -> Iterator[Raw]:
         http_type = http.get_header("Content-Type") if http is not None else rec.rec_headers.get_header("Content-Type")
         declared = getattr(rec.raw_stream, "limit", None) or int(rec.length or 0)
         payload = rec.raw_stream.read(MAX_PAYLOAD_BYTES + 1)
-        yield Raw(it.get_record_offset(), kind, rec.rec_headers.get_header, status, http_type, http is not None,
+        headers = _arc_headers(rec.rec_headers.get_header) if arc else rec.rec_headers.get_header
+        yield Raw(it.get_record_offset(), kind, headers, status, http_type, http is not None,
                   declared, lambda n, p=payload: p[:n])
+
+
+def _arc_headers(get: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    """An ARC record's headers as warcio converts them, minus the ``WARC-Record-ID`` it invents
+    (a random uuid): ARC records have no id, so theirs is ``<file>:<offset>``, the same every run."""
+    return lambda name: None if name == "WARC-Record-ID" else get(name)
 
 
 def _backend(rel: str):
     """FastWARC for WARC/WET; warcio for ARC and when FastWARC is missing."""
-    if ".arc" not in posixpath.basename(rel):
-        try:
-            import fastwarc  # noqa: F401
+    if ".arc" in posixpath.basename(rel):
+        return functools.partial(_warcio_records, arc=True)
+    try:
+        import fastwarc  # noqa: F401
 
-            return _fastwarc_records
-        except ImportError:
-            pass
-    return _warcio_records
+        return _fastwarc_records
+    except ImportError:
+        return _warcio_records
 
 
 def file_format(rel: str, requested: str) -> str:

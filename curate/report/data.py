@@ -229,7 +229,7 @@ def quarantine_summary(output: Path, steps: list[Step], limit: int = 20) -> dict
                 samples.append(json.loads(line))
     return {"records": st.get("quarantined", 0), "reasons": st.get("quarantine_reasons") or {},
             "file_problems": st.get("file_problems") or [], "repairs": st.get("repairs") or {},
-            "samples": samples}
+            "skipped_records": st.get("skipped_records") or {}, "samples": samples}
 
 
 def dedup_summaries(steps: list[Step]) -> list[dict[str, Any]]:

@@ -214,6 +214,10 @@ def quarantine_section(q: dict) -> str:
         parts.append(table(["reason", "records"], rows, numeric=(1,), table_id="quarantine-reasons"))
     if q["file_problems"]:
         parts.append(table(["file", "problem"], [(p["file"], p["reason"]) for p in q["file_problems"]]))
+    if q["skipped_records"]:
+        parts.append(table(["skipped record type (web archives)", "records"],
+                           [(k, num(v)) for k, v in q["skipped_records"].items()], numeric=(1,),
+                           table_id="skipped-records"))
     if q["repairs"]:
         parts.append(table(["repair", "documents"], [(k, num(v)) for k, v in q["repairs"].items()], numeric=(1,)))
     if q["samples"]:

@@ -167,3 +167,54 @@ def test_wet_conversion_records_are_plain_text(spark, crawl, tmp_path):
     assert docs[0]["text"] == text and docs[0]["http_status"] is None
     assert sorted((q["kind"], q["reason"]) for q in quarantine) == [("record", "empty"),
                                                                    ("skipped", "record_types: warcinfo=1")]
+
+
+def _arc_record(url: str, archive_type: str, body: bytes) -> bytes:
+    """One ARC v1 record: ``URL IP-address Archive-date Content-type Archive-length``, then the body."""
+    return f"{url} 93.184.216.34 20240102030405 {archive_type} {len(body)}\n".encode() + body + b"\n"
+
+
+def _http(status: str, content_type: str, payload: bytes) -> bytes:
+    return (f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n\r\n"
+            .encode() + payload)
+
+
+def test_arc_files_are_read_with_stable_ids_and_counted_skips(spark, crawl, tmp_path):
+    """ARC (the pre-WARC Internet Archive format, read through warcio): pages become documents
+    whose id is ``<file>:<offset>`` on every run (warcio invents a random record id), the other
+    records are quarantined with their reason, and the read stats count the skipped file header."""
+    from curate.engine.manifest import stage_attempt
+    from curate.io.accounting import materialize_read
+    from curate.io.layout import QUARANTINE_DIR
+
+    header = b"1 0 curate-tests\nURL IP-address Archive-date Content-type Archive-length\n"
+    page = crawl["pages"][0]
+    records = [_arc_record("filedesc://old.arc", "text/plain", header),
+               _arc_record("http://example.org/libffi.html", "text/html", _http("200 OK", "text/html", page)),
+               _arc_record("http://example.org/back.png", "image/png", _http("200 OK", "image/png", PNG.read_bytes())),
+               _arc_record("http://example.org/gone", "text/html", _http("404 Not Found", "text/html", page))]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "old.arc.gz").write_bytes(b"".join(gzip.compress(r) for r in records))
+    offsets = [0]
+    for r in records[:-1]:
+        offsets.append(offsets[-1] + len(gzip.compress(r)))
+
+    def read_once(out):
+        result = read_documents(spark, InputSpec(str(tmp_path / "in"), format="auto"))
+        try:
+            with stage_attempt(str(out / "00-read")) as work, stage_attempt(str(out / QUARANTINE_DIR)) as qwork:
+                _, stats = materialize_read(spark, result, work, qwork, 1000)
+                work.commit({"stats": stats})
+            return result.docs.collect(), result.quarantine.collect(), stats
+        finally:
+            result.release()
+
+    docs, quarantine, stats = read_once(tmp_path / "a")
+    assert [(d["id"], d["url"], d["record_id"]) for d in docs] == [
+        (f"old.arc.gz:{offsets[1]}", "http://example.org/libffi.html", None)]
+    assert docs[0]["text"] == page.decode("utf-8") and docs[0]["warc_date"] == "2024-01-02T03:04:05Z"
+    assert sorted((q["kind"], q["reason"].split(":")[0], q["line"]) for q in quarantine) == [
+        ("record", "http_error", offsets[3]), ("record", "non_html", offsets[2]), ("skipped", "record_types", 0)]
+    assert stats["skipped_records"] == {"warcinfo": 1} and stats["quarantine_reasons"] == {"http_error": 1,
+                                                                                          "non_html": 1}
+    assert [d["id"] for d in read_once(tmp_path / "b")[0]] == [d["id"] for d in docs]  # the same ids again
