@@ -3,6 +3,9 @@ single-process ``model.predict(list_of_texts)`` loop — same model, same docume
 
     .venv/bin/python bench/score.py [--corpus reuters21578.jsonl.gz] [--docs 20000] [--repeat 5]
                                     [--passes 5] [--slots 1 2]
+    .venv/bin/python bench/score.py --heuristics [--docs 2000] [--passes 3] [--batch 1000]
+
+(``--heuristics``: the Gopher / C4 / FineWeb filter families instead, see :func:`heuristics`.)
 
 Reports wall-clock docs/s and docs per CPU-second ("per core": CPU time of every process
 involved — driver, Spark JVM, Python workers — read from /proc, so it is fair on a shared,
@@ -123,15 +126,73 @@ def main() -> None:
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--bucket", type=int, default=2_000_000, help="fastText n-gram buckets (DCLM default 2M)")
     parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--heuristics", action="store_true",
+                        help="instead: the heuristic filter families, filters/ (reference) vs the score pass's")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"shared data not found at {DATA}")
+    if args.heuristics:
+        heuristics(args.docs, args.passes, args.batch)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="bench-score-"))
     try:
         run(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the model alone is ~0.8 GB
+
+
+HEURISTICS = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
+
+
+def heuristics(docs: int, passes: int, batch: int) -> None:
+    """MB of text per CPU second of the four filter families (issue 19 item 3), in this one
+    process on the same ~4 KB documents: the readable reference filters of ``filters/``
+    vs the filters the ``score`` stage runs (:func:`curate.quality.fast_filters.fast_filter`),
+    each family alone (each paying for its own split) and the four together, as one
+    score pass runs them on each batch. Scores are checked equal."""
+    from decontam import web_like_documents
+
+    import filters as registry
+    from curate.quality.fast_filters import fast_filter
+
+    texts = web_like_documents(docs, 0.0, [])
+    megabytes = sum(len(t.encode()) for t in texts) / 1e6
+    batches = [texts[i:i + batch] for i in range(0, len(texts), batch)]
+    reference = [registry.build(name, {}) for name in HEURISTICS]
+    fast = [fast_filter(f) for f in reference]
+    for f in reference + fast:
+        f.setup()
+
+    def rate(filters) -> tuple[float, list[float]]:
+        rates = []
+        for _ in range(passes):
+            start = time.process_time()
+            for texts_of_batch in batches:
+                for f in filters:
+                    f.score_batch(list(texts_of_batch))  # a new list per call: no sharing across filters
+            rates.append(megabytes / (time.process_time() - start))
+        return sorted(rates)[len(rates) // 2], rates
+
+    def pass_rate(filters) -> tuple[float, list[float]]:
+        rates = []
+        for _ in range(passes):
+            start = time.process_time()
+            for texts_of_batch in batches:
+                for f in filters:
+                    f.score_batch(texts_of_batch)  # one list per batch, as the score pass does
+            rates.append(megabytes / (time.process_time() - start))
+        return sorted(rates)[len(rates) // 2], rates
+
+    same = all(r.score_batch(b) == f.score_batch(b) for r, f in zip(reference, fast) for b in batches)
+    print(f"{len(texts)} documents, {megabytes:.1f} MB, batches of {batch}; scores equal to filters/: {same}")
+    print(f"{'':<20}{'filters/ MB/s':>15}{'score pass MB/s':>17}{'ratio':>8}")
+    for r, f in zip(reference, fast):
+        (old, _), (new, _) = rate([r]), rate([f])
+        print(f"{r.name:<20}{old:>15.1f}{new:>17.1f}{new / old:>7.1f}x")
+    (old, old_rates), (new, new_rates) = pass_rate(reference), pass_rate(fast)
+    print(f"{'all four, one pass':<20}{old:>15.2f}{new:>17.2f}{new / old:>7.1f}x   passes: "
+          f"{' '.join(f'{x:.2f}' for x in old_rates)} | {' '.join(f'{x:.2f}' for x in new_rates)}")
 
 
 def run(args, work: Path) -> None:

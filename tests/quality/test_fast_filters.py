@@ -1,0 +1,72 @@
+"""The faster Gopher / FineWeb filters of the score pass give exactly the reference filters' scores."""
+from __future__ import annotations
+
+import pytest
+from helpers import read_jsonl
+
+import filters as registry
+from curate.quality.fast_filters import FAST, batch_parts, fast_filter
+from filters._text import HAS_LETTER, PUNCTUATION, words
+
+EDGE_CASES = [
+    "", "   ", "\n\n\n", "...", "a", "# # # #", "— – ... …\n\n\n- item\n- item\n• item\n* item…",
+    "x " * 300, "the the the the the", "don't 'quote' (paren) [x] ¿qué? 12,000 _a_ ...word... «» © ® → += 42",
+    "line one.\nline one.\n\nline one.\n\npara\n\npara\r\n\r\npara", "\x1c a\u2028b\u00a0c\u3000d\x85e",
+    "a b a b a b c d c d e f e f", "b c b c a a a a",  # ties between repeated n-grams
+    "ΟΔΟΣ ΣΑΣ σας Σ. ΣΑΣ, ΟΔΟΣ… The And With",  # final sigma when lower-casing
+    "İstanbul ǅ ﬁne ＦＵＬＬ 漢字 かな", "\t\ttabs\tand\vvertical\ftabs\t",
+]
+
+
+@pytest.fixture(scope="module")
+def texts(shared_data):
+    """Real documents of several kinds (reviews, news, web text, code docs, Wikipedia, many
+    languages), plus crafted edge cases."""
+    corpora = shared_data / "corpora"
+    picked = [r["text"] for name, count in (("nltk_movie_reviews.jsonl", 15), ("reuters21578.jsonl.gz", 15),
+                                           ("nltk_webtext.jsonl", 4), ("python_docs.jsonl", 15),
+                                           ("enwiki_gensim.jsonl", 10))
+              for r in read_jsonl(corpora / name, count)]
+    picked += [r["text"] for r in read_jsonl(shared_data / "multilingual" / "udhr.jsonl", 40)][::4]
+    repeated = picked[0] + "\n\n" + picked[0] + "\n" + picked[1][:500] * 3  # duplicate lines and n-grams
+    return picked + [repeated] + EDGE_CASES
+
+
+def test_the_premises_hold():
+    assert not any(HAS_LETTER(c) for c in PUNCTUATION)  # a token has a letter iff its stripped word has
+    assert set(FAST) == {type(registry.build(n, {})) for n in ("gopher_quality", "gopher_repetition", "fineweb")}
+
+
+@pytest.mark.parametrize("name, params", [
+    ("gopher_quality", {}), ("gopher_repetition", {}), ("fineweb", {}), ("fineweb", {"short_line_length": 12}),
+    ("gopher_quality", {"stop_words_file": "custom"}),
+])
+def test_every_score_equals_the_reference(texts, tmp_path, name, params):
+    if params.get("stop_words_file"):
+        path = tmp_path / "stop.txt"
+        path.write_text("the\n©\nσας\nfine\n42\n", encoding="utf-8")
+        params = {"stop_words_file": str(path)}
+    reference = registry.build(name, params)
+    fast = fast_filter(reference)
+    assert isinstance(fast, type(reference)) and registry.params_of(fast) == registry.params_of(reference)
+    reference.setup()
+    fast.setup()
+    expected = reference.score_batch(texts)
+    got = fast.score_batch(list(texts))
+    for key in reference.keys:
+        assert got[key] == expected[key], key
+    assert fast.score_batch([]) == reference.score_batch([])
+
+
+def test_one_split_is_shared_and_never_stale(texts):
+    batch = list(texts)
+    parts = batch_parts(batch)
+    assert batch_parts(batch) is parts  # the next filter of the pass reuses it
+    assert [j.split("\n") if j else [] for j in parts.joined_words] == [words(t) for t in texts]
+    changed = batch[:-1] + ["new text here"]
+    assert batch_parts(changed) is not parts and batch_parts(changed).joined_words[-1] == "new\ntext\nhere"
+
+
+def test_other_filters_are_left_as_they_are():
+    c4 = registry.build("c4", {})
+    assert fast_filter(c4) is c4
