@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import click
 
+from curate.commands._output_lease import output_lease, take_over_option
+
 
 @click.command("mix")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Mixture directory to write.")
+@click.option("-o", "--output", required=True, help="Mixture directory to write (a path or a URI).")
 @click.option("--force", is_flag=True, help="Replace an existing mixture directory.")
-def command(spec, output, force):
+@take_over_option
+def command(spec, output, force, take_over):
     """Build the mixture described by SPEC (YAML): which documents, how often, in which order."""
     from curate.train.mix import build_mixture, load_spec
 
-    manifest = build_mixture(load_spec(spec), output, overwrite=force)
+    mixture = load_spec(spec)
+    with output_lease(output, take_over=take_over, replaced_whole=True) as out:
+        manifest = build_mixture(mixture, out, overwrite=force)
     click.echo(f"{'source':<20} {'target':>12} {'tokens':>12} {'docs':>8} {'epochs':>7}")
     for name, s in manifest["sources"].items():
         flag = " (capped)" if s["capped"] else ""

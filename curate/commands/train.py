@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from curate.commands._output_lease import output_lease, take_over_option
+
 
 def apply_overrides(cfg, pairs: tuple[str, ...]):
     """``--set optim.max_steps=100`` style overrides (values parsed as YAML scalars)."""
@@ -27,13 +29,15 @@ def apply_overrides(cfg, pairs: tuple[str, ...]):
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--no-resume", is_flag=True, help="Start from scratch even if checkpoints exist.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config value.")
-def command(config, no_resume, overrides):
+@take_over_option
+def command(config, no_resume, overrides, take_over):
     """Train the GPT described by CONFIG (YAML) on token shards; resumes from the latest checkpoint."""
     from curate.train.config import load_config
     from curate.train.loop import train
 
     cfg = apply_overrides(load_config(config), overrides)
-    result = train(cfg, resume=not no_resume)
+    with output_lease(cfg.out, take_over=take_over):
+        result = train(cfg, resume=not no_resume)
     if result.evals:
         click.echo(" ".join(f"{k}={v:.4f}" for k, v in result.evals[-1].items() if isinstance(v, float)))
     click.echo(f"trained to step {result.step}; checkpoints in {cfg.out}/checkpoints, log in {cfg.out}/log.jsonl")

@@ -20,20 +20,25 @@ agreement, which the default 120 s timeout leaves ample room for.
 """
 from __future__ import annotations
 
+import _thread
 import getpass
 import json
 import os
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from curate.core import CurateError
 from curate.io import fs
 from curate.io.layout import LEASE_DIR
+
+LEASE_SUFFIX = ".lease"
 
 DEFAULT_STALE_AFTER = 120.0
 _RECORD = re.compile(r"^(\d{8})\.json$")
@@ -48,11 +53,18 @@ def redact(command: str) -> str:
 
 
 def lease_dir(output_uri: str) -> str:
+    """Where the lease records of an output that is written in place live: ``<output>/_lease``."""
     return fs.join(output_uri, LEASE_DIR)
 
 
-def _record_uri(output_uri: str, generation: int) -> str:
-    return fs.join(lease_dir(output_uri), f"{generation:08d}.json")
+def beside_dir(output_uri: str) -> str:
+    """Where the lease records of an output *replaced whole* live (``curate mix`` and ``curate
+    tokenize`` rename a new directory over theirs): beside it, ``<output>.lease``."""
+    return fs.join(fs.parent(output_uri), f"{fs.name(output_uri)}{LEASE_SUFFIX}")
+
+
+def _record_uri(records: str, generation: int) -> str:
+    return fs.join(records, f"{generation:08d}.json")
 
 
 def _iso(ts: float) -> str:
@@ -66,21 +78,20 @@ def _user() -> str:
         return f"uid{os.getuid()}"
 
 
-def _generations(output_uri: str) -> list[int]:
+def _generations(records: str) -> list[int]:
     """Generation numbers present, ascending, from a fresh (uncached) listing."""
-    directory = lease_dir(output_uri)
-    filesystem, path = fs.filesystem(directory)
+    filesystem, path = fs.filesystem(records)
     filesystem.invalidate_cache(path)
-    return sorted(int(m.group(1)) for m in map(_RECORD.match, fs.listdir(directory)) if m)
+    return sorted(int(m.group(1)) for m in map(_RECORD.match, fs.listdir(records)) if m)
 
 
-def _read_record(output_uri: str, generation: int) -> dict[str, Any] | None:
+def _read_record(records: str, generation: int) -> dict[str, Any] | None:
     """The record of one generation; None when it vanished.
 
     A local record is written just after its exclusive create, so a reader may briefly see it
     empty: retry, then fall back to the file's modification time as its heartbeat.
     """
-    uri = _record_uri(output_uri, generation)
+    uri = _record_uri(records, generation)
     for _ in range(20):
         try:
             return json.loads(fs.read_bytes(uri))
@@ -109,16 +120,16 @@ def _pid_dead_here(record: dict) -> bool:
     return False
 
 
-def _holder(output_uri: str) -> tuple[int, dict[str, Any] | None]:
+def _holder(records: str) -> tuple[int, dict[str, Any] | None]:
     """``(highest generation, its record)``; ``(0, None)`` when there is none."""
     for _ in range(_MAX_ATTEMPTS):
-        gens = _generations(output_uri)
+        gens = _generations(records)
         if not gens:
             return 0, None
-        record = _read_record(output_uri, gens[-1])
+        record = _read_record(records, gens[-1])
         if record is not None:
             return gens[-1], record
-    raise CurateError(f"{lease_dir(output_uri)}: lease records keep disappearing; is another tool deleting them?")
+    raise CurateError(f"{records}: lease records keep disappearing; is another tool deleting them?")
 
 
 def _describe(record: dict, generation: int, now: float) -> dict[str, Any]:
@@ -128,10 +139,10 @@ def _describe(record: dict, generation: int, now: float) -> dict[str, Any]:
             "stale": age >= stale_after or _pid_dead_here(record)}
 
 
-def describe_holder(output_uri: str) -> dict[str, Any] | None:
+def describe_holder(output_uri: str, records: str | None = None) -> dict[str, Any] | None:
     """The current holder's record plus ``generation``, ``heartbeat_age`` (s) and ``stale``;
-    None when no run holds the output."""
-    generation, record = _holder(str(output_uri))
+    None when no run holds the output. ``records``: the lease directory (default :func:`lease_dir`)."""
+    generation, record = _holder(records or lease_dir(str(output_uri)))
     if record is None or record.get("released"):
         return None
     return _describe(record, generation, time.time())
@@ -149,11 +160,13 @@ class Lease:
     """A held lease; use as a context manager or call :meth:`release`."""
 
     def __init__(self, output_uri: str, generation: int, record: dict[str, Any], stale_after: float,
-                 heartbeat_every: float, log: Callable[[str], None] | None = None):
+                 heartbeat_every: float, log: Callable[[str], None] | None = None, *, records: str | None = None,
+                 on_lost: Callable[[], None] | None = None):
         self.output_uri, self.generation, self.record = output_uri, generation, record
+        self.records = records or lease_dir(output_uri)
         self.stale_after = stale_after
         self.lost: str | None = None
-        self._log = log
+        self._log, self._on_lost = log, on_lost
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = None
@@ -164,7 +177,7 @@ class Lease:
 
     @property
     def uri(self) -> str:
-        return _record_uri(self.output_uri, self.generation)
+        return _record_uri(self.records, self.generation)
 
     def heartbeat(self) -> None:
         """Rewrite this generation's record with the current time (only this run writes it)."""
@@ -181,13 +194,15 @@ class Lease:
                 self._check_owner()
             except CurateError as exc:
                 self.lost = str(exc)
+                if self._on_lost:
+                    self._on_lost()
                 return
             except Exception as exc:  # a transient store error: keep trying, say so once per failure
                 if self._log:
                     self._log(f"lease heartbeat on {self.output_uri} failed: {type(exc).__name__}: {exc}")
 
     def _check_owner(self) -> None:
-        generation, record = _holder(self.output_uri)
+        generation, record = _holder(self.records)
         if generation != self.generation or record is None or record.get("token") != self.record["token"]:
             who = (f"{record['owner']} pid {record['pid']} (generation {generation})" if record
                    else "nobody (the lease records were deleted)")
@@ -238,18 +253,23 @@ def _new_record(owner_command: str, stale_after: float) -> dict[str, Any]:
 
 def acquire(output_uri: str, *, owner_command: str, stale_after: float = DEFAULT_STALE_AFTER,
             take_over: bool = False, heartbeat_every: float | None = None,
-            log: Callable[[str], None] | None = None) -> Lease:
+            log: Callable[[str], None] | None = None, records: str | None = None,
+            on_lost: Callable[[], None] | None = None) -> Lease:
     """Take the lease on ``output_uri`` or raise a one-line :class:`CurateError` naming the holder.
 
     ``take_over`` takes it even from a live-looking holder (whose next :meth:`Lease.check`
     then fails). ``heartbeat_every`` defaults to ``stale_after / 4``; 0 disables the thread.
+    ``records`` is the lease directory (default :func:`lease_dir`; :func:`beside_dir` for an
+    output replaced whole). ``on_lost`` is called by the heartbeat thread when another run
+    took the lease (:func:`holding` uses it to stop the work).
     """
     output_uri = str(output_uri)
+    records = records or lease_dir(output_uri)
     if stale_after <= 0:
         raise CurateError(f"lease timeout must be positive, got {stale_after}")
     every = stale_after / 4 if heartbeat_every is None else heartbeat_every
     for _ in range(_MAX_ATTEMPTS):
-        generation, record = _holder(output_uri)
+        generation, record = _holder(records)
         if record is not None and not record.get("released"):
             holder = _describe(record, generation, time.time())
             if not (holder["stale"] or take_over):
@@ -258,16 +278,43 @@ def acquire(output_uri: str, *, owner_command: str, stale_after: float = DEFAULT
                 log(f"taking over the lease on {output_uri} from {holder['owner']} pid {holder['pid']} "
                     f"(last heartbeat {holder['heartbeat_age']:.0f} s ago)")
         mine = {**_new_record(owner_command, stale_after), "generation": generation + 1}
-        if fs.create_exclusive(_record_uri(output_uri, generation + 1), _encode(mine)):
-            _remove_old(output_uri, generation)
-            return Lease(output_uri, generation + 1, mine, stale_after, every, log)
+        if fs.create_exclusive(_record_uri(records, generation + 1), _encode(mine)):
+            _remove_old(records, generation)
+            return Lease(output_uri, generation + 1, mine, stale_after, every, log, records=records,
+                         on_lost=on_lost)
         take_over = False  # someone else created that generation first: judge the new holder afresh
     raise CurateError(f"{output_uri}: could not take the lease after {_MAX_ATTEMPTS} attempts "
                       "(other runs keep taking it)")
 
 
-def _remove_old(output_uri: str, previous: int) -> None:
+def _remove_old(records: str, previous: int) -> None:
     """Remove generations before ``previous`` (kept: the previous holder's, so it sees it lost)."""
-    for gen in _generations(output_uri):
+    for gen in _generations(records):
         if gen < previous:
-            fs.remove(_record_uri(output_uri, gen))
+            fs.remove(_record_uri(records, gen))
+
+
+@contextmanager
+def holding(output_uri: str, *, take_over: bool = False, replaced_whole: bool = False,
+            log: Callable[[str], None] | None = None) -> Iterator[Lease]:
+    """The lease of one command on ``output_uri`` for the whole block, released after it.
+
+    For the commands besides ``curate run`` (``mix``, ``tokenize``, ``train``, ``ablate``):
+    ``replaced_whole`` keeps the records beside the output (:func:`beside_dir`), since those
+    outputs are renamed into place whole. When another run takes the lease over while the
+    block runs, the heartbeat thread interrupts the main thread and the block ends with the
+    one-line "lost the lease" error instead of finishing its work.
+    """
+    output_uri = str(output_uri)
+    in_main = threading.current_thread() is threading.main_thread()
+    lease = acquire(output_uri, owner_command=" ".join(sys.argv) or "curate", take_over=take_over, log=log,
+                    records=beside_dir(output_uri) if replaced_whole else lease_dir(output_uri),
+                    on_lost=_thread.interrupt_main if in_main else None)
+    try:
+        yield lease
+    except KeyboardInterrupt:
+        if lease.lost:
+            raise CurateError(lease.lost) from None
+        raise
+    finally:
+        lease.release()

@@ -12,29 +12,39 @@ Spec (YAML)::
     selections: {random: out/random/03-sample, fasttext: out/ft/05-select_budget, ...}
     train: {model: {...}, optim: {...}, batch: {...}, eval: {benchmarks: [...]}}
 
-Each selection goes through ``mix`` → ``tokenize`` → ``train``; finished parts are reused.
+Each selection goes through ``mix`` → ``tokenize`` → ``train``; finished (committed) parts
+are reused. Every path — the spec, its selections, heldout, tokenizer and benchmarks, and the
+output — may be a URI (``s3://…``): the parts go through :mod:`curate.train.store` and the
+results are written locally and uploaded.
 """
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
 from curate.core import CurateError
+from curate.io import fs
+from curate.train import store
+from curate.train.mix import _resolve as resolve_spec_path
 
 SPEC_KEYS = {"name", "seed", "token_budget", "max_epochs", "tokenizer", "heldout", "selections", "train"}
 
 
 @dataclass(frozen=True)
 class AblationSpec:
-    selections: dict[str, Path]
+    selections: dict[str, str]
     token_budget: int
     train: dict
-    heldout: Path | None = None
-    tokenizer_path: Path | None = None
+    heldout: str | None = None
+    tokenizer_path: str | None = None
     vocab_size: int = 8192
     max_epochs: float = 4.0
     seed: int = 0
@@ -42,14 +52,15 @@ class AblationSpec:
 
 
 def load_ablation(path: str | Path) -> AblationSpec:
-    path = Path(path)
-    if not path.is_file():
+    """Parse an ablation YAML (a path or a URI); relative paths in it resolve against its directory."""
+    path = fs.resolve(path, Path.cwd())
+    if not fs.isfile(path):
         raise CurateError(f"ablation spec not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return parse_ablation(raw, path.resolve().parent)
+    raw = yaml.safe_load(fs.read_text(path)) or {}
+    return parse_ablation(raw, fs.parent(path))
 
 
-def parse_ablation(raw: dict, base: Path = Path(".")) -> AblationSpec:
+def parse_ablation(raw: dict, base: str | Path = Path(".")) -> AblationSpec:
     unknown = sorted(set(raw) - SPEC_KEYS)
     if unknown:
         raise CurateError(f"ablation spec: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(SPEC_KEYS))}")
@@ -58,14 +69,13 @@ def parse_ablation(raw: dict, base: Path = Path(".")) -> AblationSpec:
     if "token_budget" not in raw:
         raise CurateError("ablation spec needs 'token_budget' (training tokens per selection)")
 
-    def res(p):
-        q = Path(p).expanduser()
-        return q if q.is_absolute() else (base / q).resolve()
+    def res(p) -> str:
+        return resolve_spec_path(p, base)
 
     tok = raw.get("tokenizer") or {}
     train = dict(raw.get("train") or {})
     if "eval" in train and "benchmarks" in train["eval"]:
-        train["eval"] = {**train["eval"], "benchmarks": [str(res(b)) for b in train["eval"]["benchmarks"]]}
+        train["eval"] = {**train["eval"], "benchmarks": [res(b) for b in train["eval"]["benchmarks"]]}
     for key in ("out", "data"):
         if key in train:
             raise CurateError(f"ablation spec: train.{key} is set by `curate ablate` itself; remove it")
@@ -77,8 +87,9 @@ def parse_ablation(raw: dict, base: Path = Path(".")) -> AblationSpec:
         name=str(raw.get("name", "ablation")))
 
 
-def _tokenizer(spec: AblationSpec, out: Path) -> Path:
-    """The spec's tokenizer, or one trained on an equal-share sample of every selection."""
+def _tokenizer(spec: AblationSpec, out: str) -> str:
+    """The spec's tokenizer, or one trained on an equal-share sample of every selection (reused
+    once it and its sha256 sidecar, written last remotely, are both there)."""
     from itertools import chain
 
     from curate.train.mix import iter_mixture_texts
@@ -86,13 +97,25 @@ def _tokenizer(spec: AblationSpec, out: Path) -> Path:
 
     if spec.tokenizer_path is not None:
         return spec.tokenizer_path
-    path = out / "tokenizer.json"
-    if not path.exists():
+    path = fs.join(out, "tokenizer.json")
+    if not (fs.exists(path) and fs.exists(f"{path}.sha256")):
         per_selection = max(spec.token_budget * 4 // max(len(spec.selections), 1), 1)
         texts = chain.from_iterable(sample_texts(iter_mixture_texts(p), max_chars=per_selection, seed=spec.seed)
                                     for p in spec.selections.values())
         train_tokenizer(texts, path, vocab_size=spec.vocab_size)
     return path
+
+
+def check_inputs(spec: AblationSpec) -> None:
+    """Fail before any work when a selection, the held-out set or the tokenizer cannot be read."""
+    named = {**{f"selection '{k}'": v for k, v in spec.selections.items()},
+             "heldout": spec.heldout, "tokenizer": spec.tokenizer_path}
+    for what, uri in named.items():
+        if uri is None:
+            continue
+        fs.check_reachable(uri)
+        if not any(ch in uri for ch in "*?[") and not fs.exists(uri):
+            raise CurateError(f"ablation spec: {what} {uri} does not exist")
 
 
 def run_ablation(spec: AblationSpec, out: str | Path, *, plot: bool = True) -> list[dict]:
@@ -102,14 +125,15 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, plot: bool = True) -> l
     from curate.train.mix import MixtureSpec, SourceSpec, build_mixture, iter_mixture_texts
     from curate.train.shards import write_token_shards
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_inputs(spec)
+    out = fs.resolve(out, Path.cwd())
+    fs.makedirs(out)
     tok = _tokenizer(spec, out)
     heldout = None
     if spec.heldout is not None:
-        heldout = out / "heldout_shards"
-        if not heldout.exists():
-            write_token_shards(iter_mixture_texts(spec.heldout), tok, heldout, source=str(spec.heldout))
+        heldout = fs.join(out, "heldout_shards")
+        if not store.committed(heldout):
+            write_token_shards(iter_mixture_texts(spec.heldout), tok, heldout, source=spec.heldout)
     base = from_dict(TrainConfig, spec.train, "ablation spec: train")
     tokens_per_step = base.batch.micro_batch * base.batch.grad_accum * base.model.context
     steps = spec.token_budget // tokens_per_step
@@ -117,31 +141,47 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, plot: bool = True) -> l
         raise CurateError(f"token_budget {spec.token_budget} is less than one step ({tokens_per_step} tokens)")
     rows = []
     for name, path in spec.selections.items():
-        run_dir = out / name
-        mix_dir, shard_dir = run_dir / "mix", run_dir / "shards"
-        if not mix_dir.exists():
+        run_dir = fs.join(out, name)
+        mix_dir, shard_dir = fs.join(run_dir, "mix"), fs.join(run_dir, "shards")
+        if not store.committed(mix_dir):
             # + one context of slack: contexts need T+1 tokens
             mix = MixtureSpec(sources=(SourceSpec(name, path, weight=1.0, max_epochs=spec.max_epochs),),
                               total_tokens=spec.token_budget + base.model.context + 1, seed=spec.seed, tokenizer=tok)
             build_mixture(mix, mix_dir)
-        if not shard_dir.exists():
-            write_token_shards(iter_mixture_texts(mix_dir), tok, shard_dir, source=str(mix_dir))
-        mixture = json.loads((mix_dir / "_manifest.json").read_text(encoding="utf-8"))["sources"][name]
-        cfg = base.replace(out=str(run_dir / "run"), seed=spec.seed,
-                           data={"shards": str(shard_dir), "heldout_shards": str(heldout) if heldout else None,
+        if not store.committed(shard_dir):
+            write_token_shards(iter_mixture_texts(mix_dir), tok, shard_dir, source=mix_dir)
+        mixture = store.read_json(fs.join(mix_dir, store.MANIFEST))["sources"][name]
+        cfg = base.replace(out=fs.join(run_dir, "run"), seed=spec.seed,
+                           data={"shards": shard_dir, "heldout_shards": heldout,
                                  "heldout_contexts": 0},
                            optim={"max_steps": steps, "warmup_steps": min(base.optim.warmup_steps, steps)})
         train(cfg)
         rows.append({"selection": name, "train_tokens": steps * tokens_per_step,
                      "documents": mixture["documents"], "epochs": mixture["epochs"],
-                     **final_eval(Path(cfg.out) / "log.jsonl")})
-    write_results(rows, out, plot=plot)
+                     **final_eval(fs.join(cfg.out, "log.jsonl"))})
+    with _written_to(out) as local:
+        write_results(rows, local, plot=plot)
     return rows
 
 
-def final_eval(log: Path) -> dict:
-    """The last evaluation record of a run's JSONL log."""
-    evals = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if '"eval"' in line]
+@contextmanager
+def _written_to(out: str) -> Iterator[Path]:
+    """A local directory whose files end up in ``out``: ``out`` itself, or a temporary
+    directory uploaded to the object store when the block succeeds."""
+    if not fs.is_remote(out):
+        yield Path(fs.strip_file_scheme(out))
+        return
+    local = Path(tempfile.mkdtemp(prefix="curate-ablate-"))
+    try:
+        yield local
+        fs.put_tree(local, out)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def final_eval(log: str | Path) -> dict:
+    """The last evaluation record of a run's JSONL log (a path or a URI)."""
+    evals = [json.loads(line) for line in fs.read_text(log).splitlines() if '"eval"' in line]
     evals = [e for e in evals if e.get("event") == "eval"]
     if not evals:
         raise CurateError(f"{log} has no evaluation record; the run did not finish")

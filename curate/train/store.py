@@ -9,7 +9,12 @@ directory and then *published* by the same commit protocol as the pipeline's sta
   ``<target>/_attempts/<attempt>/``, then the manifest is written last, in one PUT, with
   ``"root": "_attempts/<attempt>"``. Readers read the manifest first and only files under its
   root, so a killed upload is never seen as complete; the attempts the new manifest does not
-  name are removed after the commit (one writer per target: these commands take no lease).
+  name are removed after the commit.
+
+One writer per target: the commands (``curate mix``, ``tokenize``, ``train``, ``ablate``) hold
+the output's lease (:mod:`curate.engine.lease`) and install its check with :func:`guarded`;
+:func:`building` runs that check just before it publishes, so a run that lost its lease
+never commits over the run that took it.
 """
 from __future__ import annotations
 
@@ -18,14 +23,33 @@ import shutil
 import tempfile
 import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from curate.integrity import atomic_dir
 from curate.io import fs
 
 ATTEMPTS = "_attempts"
 MANIFEST = "_manifest.json"
+_commit_guard: ContextVar[Callable[[], None] | None] = ContextVar("curate_commit_guard", default=None)
+
+
+@contextmanager
+def guarded(check: Callable[[], None]) -> Iterator[None]:
+    """Run ``check`` (raising when this run may not commit) before every publish in the block."""
+    token = _commit_guard.set(check)
+    try:
+        yield
+    finally:
+        _commit_guard.reset(token)
+
+
+def check_commit() -> None:
+    """The installed guard's check (nothing without one)."""
+    check = _commit_guard.get()
+    if check is not None:
+        check()
 
 
 def new_attempt() -> str:
@@ -40,6 +64,7 @@ def building(target: str | Path, *, manifest: str = MANIFEST, attempt: str | Non
     if not fs.is_remote(target):
         with atomic_dir(target) as tmp:
             yield tmp
+            check_commit()
         return
     tmp = Path(tempfile.mkdtemp(prefix=f"curate-{fs.name(target)}-"))
     try:
@@ -59,6 +84,7 @@ def publish(local: Path, target: str, *, manifest: str = MANIFEST, attempt: str 
     attempt = attempt or new_attempt()
     root = attempt_root(attempt)
     fs.put_tree(local, fs.join(target, root), skip=(manifest,))
+    check_commit()
     record = json.loads((local / manifest).read_text(encoding="utf-8"))
     fs.write_bytes(fs.join(target, manifest), json.dumps({**record, "root": root}, indent=2, sort_keys=True).encode())
     collect(target, keep=attempt)
