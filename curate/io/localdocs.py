@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import sysconfig
+import tokenize
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
@@ -58,15 +59,32 @@ def stdlib_documents() -> Iterator[dict]:
         if rel.parts[0] in ("site-packages", "test", "idlelib", "lib2to3") or "tests" in rel.parts:
             continue
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            doc = module_docstring(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError, tokenize.TokenError):
             continue
-        doc = ast.get_docstring(tree, clean=True)
         if doc and doc.strip():
             module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
             yield {"id": f"stdlib/{module}", "text": doc, "source": "stdlib_docstring",
                    "url": f"https://docs.python.org/3/library/{module.split('.')[0]}.html", "package": "python",
                    "version": sysconfig.get_python_version()}
+
+
+def module_docstring(source: str) -> str | None:
+    """The module docstring of ``source`` (as ``ast.get_docstring(..., clean=True)`` gives it),
+    parsing only the first statement: a docstring is always the first one, and the rest of a
+    module costs most of the parse."""
+    lines = iter(source.splitlines(keepends=True))
+    for token in tokenize.generate_tokens(lambda: next(lines, "")):
+        if token.type == tokenize.NEWLINE or token.type == tokenize.ENDMARKER:
+            end = token.end[0]
+            break
+    else:
+        return None
+    try:
+        first = ast.parse("".join(source.splitlines(keepends=True)[:end]))
+    except SyntaxError:  # the header of a compound statement (def, class, if …): no docstring
+        return None
+    return ast.get_docstring(first, clean=True)
 
 
 def local_documents() -> Iterator[dict]:
