@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from filters._text import HAS_WORD_CHAR, PUNCTUATION, duplicates, nonblank_lines, paragraphs, ratio
+from filters.c4 import C4, POLICY_PHRASES, TERMINAL_PUNCTUATION, count_sentences, line_verdict
 from filters.fineweb import LINE_END_PUNCTUATION, FineWeb
 from filters.gopher import BULLETS, DUP_NGRAMS, ELLIPSES, TOP_NGRAMS, GopherQuality, GopherRepetition
 
@@ -38,6 +39,7 @@ class BatchParts:
     joined_lines: list[str]
     joined_words: list[str]
     word_counts: list[int]
+    token_counts: list[int]  # whitespace tokens (str.split), punctuation-only ones included
 
     def lines(self) -> Iterator[list[str]]:
         return map(_split_lines, self.joined_lines)
@@ -52,9 +54,10 @@ def batch_parts(texts: Sequence[str]) -> BatchParts:
     cached, parts = _last
     if len(cached) == len(texts) and all(map(operator.is_, cached, texts)):
         return parts
-    words = [_words(t) for t in texts]
+    tokens = [t.split() for t in texts]
+    words = [_words(t) for t in tokens]
     parts = BatchParts(["\n".join(nonblank_lines(t)) for t in texts], ["\n".join(w) for w in words],
-                       list(map(len, words)))
+                       list(map(len, words)), list(map(len, tokens)))
     _last[:] = [tuple(texts), parts]
     return parts
 
@@ -63,9 +66,9 @@ def _split_lines(joined: str) -> list[str]:
     return joined.split("\n") if joined else []
 
 
-def _words(text: str) -> list[str]:
-    """``filters._text.words`` (the same strip per token, without a generator: faster)."""
-    return list(filter(None, [token.strip(PUNCTUATION) for token in text.split()]))
+def _words(tokens: list[str]) -> list[str]:
+    """``filters._text.words`` of a text from its ``split()`` (the same strip per token)."""
+    return list(filter(None, [token.strip(PUNCTUATION) for token in tokens]))
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class FastGopherQuality(GopherQuality):
     def score_batch(self, texts: list[str], **_columns: list) -> dict[str, list]:
         parts, stop_words = batch_parts(texts), self._stop_words()
         out: dict[str, list] = {k: [] for k in self.keys}
-        for text, lines, joined, n_stripped in zip(texts, parts.lines(), parts.joined_words, parts.word_counts):
+        for text, lines, joined, n_stripped, n_tokens in zip(texts, parts.lines(), parts.joined_words,
+                                                             parts.word_counts, parts.token_counts):
             with_letter = n_stripped - len(NO_LETTER_LINE.findall(joined)) if n_stripped else 0
             if NO_WORD_CHAR_LINE.search(joined):  # rare: words of symbols only are not "content"
                 content = [w for w in _split_lines(joined) if HAS_WORD_CHAR(w)]
@@ -90,7 +94,7 @@ class FastGopherQuality(GopherQuality):
                 "ellipsis_ratio": ratio(text.count("...") + text.count("…"), n_words),
                 "bullet_lines": ratio(sum(line.startswith(BULLETS) for line in lines), len(lines)),
                 "ellipsis_lines": ratio(sum(line.endswith(ELLIPSES) for line in lines), len(lines)),
-                "alpha_words": ratio(with_letter, len(text.split())),
+                "alpha_words": ratio(with_letter, n_tokens),
                 # lower() of the joined words = each word's lower(): "\n" ends a final sigma as a string end does
                 "stop_words": float(len(stop_words.intersection(joined.lower().split("\n"))) if n_words else 0),
             }
@@ -151,7 +155,43 @@ class FastFineWeb(FineWeb):
         return out
 
 
-FAST = {GopherQuality: FastGopherQuality, GopherRepetition: FastGopherRepetition, FineWeb: FastFineWeb}
+@dataclass(frozen=True)
+class FastC4(C4):
+    """:class:`filters.c4.C4` reading the shared lines; the javascript and policy rules are
+    only tried on the lines of pages that mention them (same scores)."""
+
+    def score_batch(self, texts: list[str], **_columns: list) -> dict[str, list]:
+        if self.bad_words_file:  # the bad-words count needs the lower-cased words: the reference
+            return super().score_batch(texts)
+        out: dict[str, list] = {k: [] for k in self.keys}
+        for text, lines in zip(texts, batch_parts(texts).lines()):
+            # lower() maps characters one by one (final sigma aside), so a line's lower() holds
+            # these ASCII phrases only if the page's does
+            lower = text.lower()
+            mentions = "javascript" in lower or any(phrase in lower for phrase in POLICY_PHRASES)
+            kept = sentences = javascript = policy = 0
+            for line in lines:
+                if mentions:
+                    verdict = line_verdict(line, self.min_words_per_line)
+                    javascript += verdict == "javascript"
+                    policy += verdict == "policy"
+                elif not line.endswith(TERMINAL_PUNCTUATION) or line.endswith(ELLIPSES):
+                    continue
+                else:
+                    verdict = None if len(line.split()) >= self.min_words_per_line else "too_few_words"
+                if verdict is None:
+                    kept += 1
+                    sentences += count_sentences(line)
+            scores = {"lines": float(len(lines)), "kept_lines": float(kept), "sentences": float(sentences),
+                      "javascript_lines": float(javascript), "policy_lines": float(policy),
+                      "lorem_ipsum": float("lorem ipsum" in lower), "curly_brace": float("{" in text),
+                      "bad_words": 0.0}
+            for key, column in out.items():
+                column.append(scores[key])
+        return out
+
+
+FAST = {GopherQuality: FastGopherQuality, C4: FastC4, GopherRepetition: FastGopherRepetition, FineWeb: FastFineWeb}
 
 
 def fast_filter(flt):

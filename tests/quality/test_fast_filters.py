@@ -15,6 +15,9 @@ EDGE_CASES = [
     "a b a b a b c d c d e f e f", "b c b c a a a a",  # ties between repeated n-grams
     "ΟΔΟΣ ΣΑΣ σας Σ. ΣΑΣ, ΟΔΟΣ… The And With",  # final sigma when lower-casing
     "İstanbul ǅ ﬁne ＦＵＬＬ 漢字 かな", "\t\ttabs\tand\vvertical\ftabs\t",
+    "Enable JavaScript to view this page.\nWe use cookies. See our Privacy Policy.\nA fine line it is.\n"
+    "Short one.\nlorem ipsum dolor sit amet.\nJAVASCRİPT is not javascript here!\nTerms of Use apply...",
+    "function f() { return 1; } // code.\nOne two three four five. Six seven!\n\u201cQuoted line, it ends.\u201d",
 ]
 
 
@@ -34,18 +37,20 @@ def texts(shared_data):
 
 def test_the_premises_hold():
     assert not any(HAS_LETTER(c) for c in PUNCTUATION)  # a token has a letter iff its stripped word has
-    assert set(FAST) == {type(registry.build(n, {})) for n in ("gopher_quality", "gopher_repetition", "fineweb")}
+    assert set(FAST) == {type(registry.build(n, {})) for n in ("gopher_quality", "gopher_repetition", "c4", "fineweb")}
 
 
 @pytest.mark.parametrize("name, params", [
     ("gopher_quality", {}), ("gopher_repetition", {}), ("fineweb", {}), ("fineweb", {"short_line_length": 12}),
-    ("gopher_quality", {"stop_words_file": "custom"}),
+    ("gopher_quality", {"stop_words_file": "custom"}), ("c4", {}), ("c4", {"min_words_per_line": 5}),
+    ("c4", {"bad_words_file": "custom"}),
 ])
 def test_every_score_equals_the_reference(texts, tmp_path, name, params):
-    if params.get("stop_words_file"):
-        path = tmp_path / "stop.txt"
-        path.write_text("the\n©\nσας\nfine\n42\n", encoding="utf-8")
-        params = {"stop_words_file": str(path)}
+    for key in ("stop_words_file", "bad_words_file"):
+        if params.get(key):
+            path = tmp_path / "words.txt"
+            path.write_text("the\n©\nσας\nfine\n42\njavascript\n", encoding="utf-8")
+            params = {key: str(path)}
     reference = registry.build(name, params)
     fast = fast_filter(reference)
     assert isinstance(fast, type(reference)) and registry.params_of(fast) == registry.params_of(reference)
@@ -68,5 +73,5 @@ def test_one_split_is_shared_and_never_stale(texts):
 
 
 def test_other_filters_are_left_as_they_are():
-    c4 = registry.build("c4", {})
-    assert fast_filter(c4) is c4
+    c4_lines = registry.build("c4_lines", {})
+    assert fast_filter(c4_lines) is c4_lines
