@@ -13,6 +13,8 @@ METRICS = (  # column, label, lower is better
     ("bench_acc", "benchmark acc_norm (held-out items)", False),
 )
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (seeds − 1); 1.96 beyond the table.
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -71,8 +73,16 @@ def per_benchmark_table(rows: list[dict], benchmarks: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def interval_excludes_zero(mean: float, std: float, n: int) -> bool:
+    """Whether the 95 % t interval of a mean paired difference (n seeds) excludes 0."""
+    if n < 2:
+        return False
+    return abs(mean) > T95.get(n - 1, 1.96) * std / math.sqrt(n)
+
+
 def verdicts(summary: list[dict]) -> list[str]:
-    """Plain statements: which selections differ from random by more than twice the paired spread."""
+    """Plain statements: which selections differ from random, by the 95 % t interval of the
+    per-seed paired difference."""
     lines = []
     for metric, label, lower in METRICS:
         better, worse, unclear = [], [], []
@@ -81,15 +91,22 @@ def verdicts(summary: list[dict]) -> list[str]:
             if delta is None:
                 continue
             mean, std = delta
-            margin = 2 * std / math.sqrt(max(s["seeds"], 1))  # ~95 % interval of the mean paired difference
-            improves = mean < 0 if lower else mean > 0
-            if abs(mean) > margin and std > 0 or (std == 0 and mean != 0 and s["seeds"] > 1):
-                (better if improves else worse).append(f"{s['selection']} ({mean:+.3f})")
+            if interval_excludes_zero(mean, std, s["seeds"]):
+                (better if (mean < 0 if lower else mean > 0) else worse).append(f"{s['selection']} ({mean:+.3f})")
             else:
                 unclear.append(s["selection"])
         lines.append(f"- **{label}**: better than random: {', '.join(better) or 'none'}; worse: "
                      f"{', '.join(worse) or 'none'}; within seed noise: {', '.join(unclear) or 'none'}.")
     return lines
+
+
+def composition_table(shares: dict[str, dict[str, float]]) -> str:
+    """Percent of characters per pool source (rows) in the pool and in each selection (columns)."""
+    columns = list(shares)
+    sources = sorted({src for per in shares.values() for src in per})
+    lines = ["| source | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines += [f"| {src} | " + " | ".join(f"{shares[c].get(src, 0.0):.0f}" for c in columns) + " |" for src in sources]
+    return "\n".join(lines) + "\n"
 
 
 def plot(summary: list[dict], path: Path, title: str) -> None:

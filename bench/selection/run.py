@@ -15,7 +15,7 @@ from bench.selection.data import DATA, Inputs, prepare, read_pairs
 from bench.selection.leak import assert_no_leak
 from bench.selection.lm import corpus_bpb
 from bench.selection.presets import Preset
-from bench.selection.selectors import run_selectors, selection_records, selector_inputs
+from bench.selection.selectors import last_stage_dir, run_selectors, selection_records, selector_inputs, source_shares
 from bench.selection.training import ablate, chance, mean_acc_norm, train_pool_tokenizer, train_section
 from bench.selection.zoo import build_zoo
 
@@ -101,24 +101,43 @@ def run(preset: Preset, out: Path, *, spark=None, seed: int = 0, docs: Path | No
     result = {"rows": rows, "summary": summary, "table": report.table(summary), "zoo": zoo and zoo["summary"],
               "inputs": inputs.stats, "phases": phases, "seconds": time.time() - started,
               "leak_checked_records": checked, "chance": chance(inputs.heldout_benchmarks),
-              "load": (load_start, os.getloadavg())}
+              "load": (load_start, os.getloadavg()), "composition": source_shares(inputs.pool, selected),
+              "benchmarks": sorted(inputs.heldout_benchmarks),
+              "finished_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}"}
     (out / "results.md").write_text(result["table"], encoding="utf-8")
     (out / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
     if docs is not None and preset.page:
-        write_page(result, preset, docs, sorted(inputs.heldout_benchmarks))
+        write_page(result, preset, docs)
     log(result["table"])
     log(f"total {result['seconds']:.0f}s")
     return result
 
 
-def write_page(result: dict, preset: Preset, docs: Path, benchmarks: list[str]) -> Path:
+def rewrite_page(preset: Preset, out: Path, docs: Path) -> Path:
+    """The docs page again from a finished run's ``result.json`` (no computation), e.g. after a
+    change of the report format; the source shares are recomputed from the selection outputs."""
+    from curate.core import CurateError
+
+    saved = out / "result.json"
+    if not saved.is_file():
+        raise CurateError(f"{saved} not found; run the preset first")
+    result = json.loads(saved.read_text(encoding="utf-8"))
+    result.setdefault("finished_utc", f"{datetime.fromtimestamp(saved.stat().st_mtime, timezone.utc):%Y-%m-%d %H:%M}")
+    if "composition" not in result:
+        selected = {name: last_stage_dir(out / "selections" / name) for name in preset.selectors}
+        result["composition"] = source_shares(out / "inputs" / "pool.jsonl", selected)
+    result.setdefault("benchmarks", sorted({k.split("/")[0] for k in result["rows"][0] if k.endswith("/acc_norm")}))
+    return write_page(result, preset, docs)
+
+
+def write_page(result: dict, preset: Preset, docs: Path) -> Path:
     """The results block of ``docs/<preset.page>`` and its plot."""
     image = docs / (Path(preset.page).stem + ".png")
     report.plot(result["summary"], image, f"preset {preset.name}: mean ± std over {len(preset.seeds)} seeds")
     load = result["load"]
     zoo = result["zoo"]
     lines = [
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with preset `{preset.name}` on "
+        f"Measured {result['finished_utc']} UTC (end of the run) with preset `{preset.name}` on "
         f"{platform.machine()}, {os.cpu_count()} CPUs (shared: 1-min load average {load[0][0]:.1f} at the start, "
         f"{load[1][0]:.1f} at the end).",
         "",
@@ -146,8 +165,11 @@ def write_page(result: dict, preset: Preset, docs: Path, benchmarks: list[str]) 
                      f"pieces; Spearman(error, pool bpb) = {zoo['spearman_error_vs_pool_bpb']:.2f}.")
     lines += ["", report.table(result["summary"]), f"![selection benchmark]({image.name})", "",
               f"Benchmark accuracy per task (chance, averaged over the tasks: {result['chance']:.3f}):", "",
-              report.per_benchmark_table(result["rows"], benchmarks), "Differences to random beyond twice the "
-              "standard error of the paired (same-seed) difference:", "", *report.verdicts(result["summary"])]
+              report.per_benchmark_table(result["rows"], result["benchmarks"]),
+              "What each selection is made of (percent of characters by pool source):", "",
+              report.composition_table(result["composition"]),
+              "Differences to random whose 95 % t interval (over seeds, paired by seed) excludes zero:", "",
+              *report.verdicts(result["summary"])]
     page = docs / preset.page
     report.write_block(page, "\n".join(lines), f"Selection benchmark ({preset.name} preset)")
     return page

@@ -71,7 +71,7 @@ def run_selectors(spark, inputs: Inputs, preset: Preset, out: Path, seed: int, z
                     "output": str(work / name), "seed": seed, "stages": stages}
         log(f"selector {name}: {', '.join(next(iter(s)) for s in stages)}")
         run_pipeline(pipeline, spark=spark, log=lambda m, n=name: log(f"  {n} {m}"))
-        selected[name] = work / name / f"{len(stages):02d}-{next(iter(stages[-1]))}"
+        selected[name] = last_stage_dir(work / name)
     return selected
 
 
@@ -87,6 +87,36 @@ def selector_inputs(inputs: Inputs, preset: Preset, zoo: dict | None) -> dict[st
             records = records + [pair for path in zoo["inputs"] for pair in read_pairs(path)]
         seen[name] = records
     return seen
+
+
+def last_stage_dir(pipeline_out: Path) -> Path:
+    """The directory of a finished pipeline's last stage (``NN-name``, highest NN)."""
+    stages = sorted(p for p in pipeline_out.iterdir() if p.is_dir() and p.name[:2].isdigit())
+    if not stages:
+        raise CurateError(f"{pipeline_out}: no stage directories; run the selector first")
+    return stages[-1]
+
+
+def source_shares(pool: Path, selected: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """Percent of characters from each pool source, in the pool and in every selection."""
+    import pyarrow.parquet as pq
+
+    from curate.io.jsonl import read_records
+    from curate.train.mix import source_files
+
+    def shares(pairs) -> dict[str, float]:
+        chars: dict[str, int] = {}
+        for source, text in pairs:
+            chars[source] = chars.get(source, 0) + len(text)
+        total = sum(chars.values()) or 1
+        return {source: 100.0 * n / total for source, n in sorted(chars.items())}
+
+    out = {"pool": shares((r["source"], r["text"]) for _, r in read_records(pool))}
+    for name, path in selected.items():
+        tables = [pq.read_table(f, columns=["source", "text"]) for f in source_files(path)]
+        out[name] = shares(pair for t in tables for pair in zip(t.column("source").to_pylist(),
+                                                                  t.column("text").to_pylist()))
+    return out
 
 
 def selection_records(selected: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
