@@ -1,7 +1,6 @@
 """The shared tokenizer and the `curate ablate` runs: the model zoo and the proxy models."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bench.selection.data import Inputs, read_pairs
@@ -39,13 +38,15 @@ def ablate(selections: dict[str, Path], *, token_budget: int, train: dict, heldo
            seed: int, out: Path, name: str) -> list[dict]:
     """`curate ablate` (curate/train/ablate.py) on ``selections``; rows gain ``seed`` and
     ``selected_tokens`` (the tokens the selection offered before the budget cut)."""
-    from curate.train.ablate import AblationSpec, run_ablation
+    from curate.train import store
+    from curate.train.ablate import parse_ablation, run_ablation
 
-    spec = AblationSpec(selections=dict(selections), token_budget=token_budget, train=train, heldout=heldout,
-                        tokenizer_path=tokenizer, seed=seed, name=name)
+    spec = parse_ablation({"name": name, "seed": seed, "token_budget": token_budget, "heldout": str(heldout),
+                           "tokenizer": {"path": str(tokenizer)}, "train": train,
+                           "selections": {k: str(v) for k, v in selections.items()}}, out)
     rows = run_ablation(spec, out, plot=False)
     for row in rows:
-        manifest = json.loads((out / row["selection"] / "mix" / "_manifest.json").read_text(encoding="utf-8"))
+        manifest = store.read_json(out / row["selection"] / "mix" / store.MANIFEST)
         row.update(seed=seed, selected_tokens=manifest["sources"][row["selection"]]["available_tokens"])
     return rows
 
