@@ -21,7 +21,7 @@ from curate.core import ID, REJECT_REASON, TEXT, CurateError, StageContext, Stag
 from curate.dedup import minhash as mh
 from curate.dedup.components import NODE, ROOT, connected_components
 from curate.io import fs
-from curate.io.shards import load_manifest, read_shards, read_stage
+from curate.io.shards import artifact_entry, load_manifest, read_artifact_table, read_shards, read_stage
 
 REASON = "near_duplicate"
 DUPLICATE_OF, CLUSTER = "duplicate_of", "dedup_cluster"
@@ -302,6 +302,8 @@ def _reference_sketches(ctx: StageContext, reference: str, p: SketchParams) -> t
         if saved != p:
             raise CurateError(f"dedup_against: index {index} was built with {asdict(saved)}, "
                               f"this stage uses {asdict(p)}; use the same ngram/shingle/num_perm/seed")
+        if artifact_entry(path, INDEX_NAME) is not None:  # a committed stage: its listed, verified shards
+            return read_artifact_table(ctx.spark, path, INDEX_NAME).select(ID, "signature", "shingles"), None
         files = [f for f in fs.list_files(index)[1] if f.startswith("part-") and f.endswith(".parquet")]
         if not files:
             raise CurateError(f"dedup_against: index {index} has no part-*.parquet shards")

@@ -1,7 +1,8 @@
 """Stage manifests, config hashes, and the commit protocol of a stage directory.
 
 A stage is committed by writing its ``_manifest.json`` last; the manifest lists every shard
-with its sha256, and readers read only what a committed manifest lists.
+with its sha256 — data, rejected and the shards of each artifact table (``artifact_tables``,
+written by ``ctx.artifact_table``) — and readers read only what a committed manifest lists.
 
 - Local disks keep the rename: an attempt writes into ``<output>/.tmp-<NN-stage>-<attempt>/``,
   which replaces ``<NN-stage>/`` once its manifest is written.
@@ -65,6 +66,7 @@ class StageAttempt:
     scratch: Path
     root: str = ""  # workdir relative to target ("" once renamed into place)
     committed: bool = field(default=False, init=False)
+    tables: dict[str, dict] = field(default_factory=dict, init=False)  # artifact tables, listed at commit
 
     def path(self, *parts: str) -> str:
         return fs.join(self.workdir, *parts)
@@ -75,6 +77,14 @@ class StageAttempt:
                  "rows": sum(s.rows for s in shards)}
         return {**entry, "root": self.root} if self.root else entry
 
+    def artifact_table(self, name: str, shards, schema, fmt: str = "parquet") -> dict:
+        """The entry of artifact table ``name`` (shards written under ``artifacts/<name>`` of this
+        attempt), recorded so that :meth:`commit` lists its shards, sha256 and rows."""
+        entry = self.entry(shards, schema, fmt)
+        entry["shards"] = [{**s, "file": f"{ARTIFACTS_DIR}/{s['file']}"} for s in entry["shards"]]
+        self.tables[name] = entry
+        return entry
+
     def read(self, spark, entry: dict):
         """Read back shards this attempt wrote (before it is committed)."""
         return read_shards(spark, self.workdir, {**entry, "root": ""})
@@ -82,6 +92,8 @@ class StageAttempt:
     def commit(self, manifest: dict) -> None:
         """Write the manifest last: the stage becomes visible, complete, in one step."""
         manifest = {"code_version": __version__, **manifest}
+        if self.tables:
+            manifest["artifact_tables"] = dict(sorted(self.tables.items()))
         blob = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
         if fs.is_remote(self.target):
             _upload_tree(self.scratch / ARTIFACTS_DIR, self.path(ARTIFACTS_DIR))

@@ -125,9 +125,7 @@ def _table_writer(spark, work, rows_per_shard: int):
 
     def write(name: str, df, order_by=ID):
         shards = write_verified(df, work.path("artifacts", name), order_by=order_by, rows_per_shard=rows_per_shard)
-        entry = work.entry(shards, df.schema, "parquet")
-        for s in entry["shards"]:
-            s["file"] = f"artifacts/{s['file']}"
+        entry = work.artifact_table(name, shards, df.schema)
         return entry, work.read(spark, entry)
 
     return write

@@ -305,6 +305,37 @@ def _shard_reader(files: list[str], fmt: str, schema):
     return run
 
 
+def verify_shards(stage_dir: str | Path, entry: dict) -> None:
+    """Check every shard a manifest entry lists against its recorded sha256 (one streaming read
+    each); raise a one-line :class:`CurateError` naming the first that differs."""
+    for shard, uri in zip(entry["shards"], shard_uris(stage_dir, entry)):
+        sha = hashlib.sha256()
+        with fs.open_file(uri, "rb") as fh:
+            while block := fh.read(1 << 22):
+                sha.update(block)
+        if sha.hexdigest() != shard["sha256"]:
+            raise CurateError(f"{uri}: sha256 {sha.hexdigest()[:16]}… differs from {shard['sha256'][:16]}… listed "
+                              f"in {fs.join(stage_dir, MANIFEST)}; the shard changed after its stage was committed: "
+                              "rebuild that stage (curate run --from STAGE)")
+
+
+def artifact_entry(stage_dir: str | Path, name: str) -> dict | None:
+    """The manifest entry of artifact table ``name`` of a committed stage; None when its manifest
+    lists none by that name (no manifest, or one written before artifact tables were listed)."""
+    return ((load_manifest(stage_dir) or {}).get("artifact_tables") or {}).get(name)
+
+
+def read_artifact_table(spark, stage_dir: str | Path, name: str, *, verify: bool = True):
+    """The rows of artifact table ``name`` of a committed stage: exactly the shards its manifest
+    lists, each first checked against its sha256 (``verify``)."""
+    entry = artifact_entry(stage_dir, name)
+    if entry is None:
+        raise CurateError(f"{stage_dir}: no artifact table '{name}' is listed in its {MANIFEST}")
+    if verify:
+        verify_shards(stage_dir, entry)
+    return read_shards(spark, stage_dir, entry)
+
+
 def read_stage(spark, stage_dir: str | Path, which: str = "data"):
     """The rows of a completed stage (``data`` or ``rejected``), as listed by its manifest."""
     manifest = load_manifest(stage_dir)
