@@ -32,10 +32,11 @@ def apply_overrides(cfg, pairs: tuple[str, ...]):
 @take_over_option
 def command(config, no_resume, overrides, take_over):
     """Train the GPT described by CONFIG (YAML) on token shards; resumes from the latest checkpoint."""
-    from curate.train.config import load_config
+    from curate.train.config import load_config, validate
     from curate.train.loop import train
 
     cfg = apply_overrides(load_config(config), overrides)
+    validate(cfg)  # bad config: one line before the lease and any work
     with output_lease(cfg.out, take_over=take_over):
         result = train(cfg, resume=not no_resume)
     if result.evals:
