@@ -6,6 +6,10 @@ bundled for offline use). Vectors are float32 and L2-normalised, so inner produc
 
 Documents longer than the model's window are embedded by their first window
 (``long_docs="first"``) or by the re-normalised mean of all their windows (``"mean"``).
+
+A Model2Vec static model directory (``curate embed distill``; :mod:`curate.targeted.static_embed`)
+is recognised by its ``config.json`` and used the same way, hundreds of times faster on a CPU:
+``first`` keeps its first 512 tokens, ``mean`` pools every token of the document.
 Heavy libraries (torch, sentence-transformers) are imported inside functions.
 """
 from __future__ import annotations
@@ -41,6 +45,11 @@ def resolve_model_dir(model: str | os.PathLike | None = None) -> Path:
     """
     name = DEFAULT_MODEL if model is None else str(model)
     path = Path(name).expanduser()
+    if path.is_dir() and _is_static(path):
+        from curate.quality.hf_models import verify_model_dir
+
+        verify_model_dir(path)  # a static model is trusted through its SHA256SUMS manifest
+        return path.resolve()
     if path.is_dir():
         _check_local_dir(path)
         return path.resolve()
@@ -92,12 +101,34 @@ def _refuse_pickle_only(path: Path) -> None:
 
 # --------------------------------------------------------------------------- loading & encoding
 
-def model_argument(model: str | None, resolve) -> str | None:
-    """A stage's ``model`` parameter: a path (resolved with ``resolve``) if it exists, else a package."""
+def _is_static(path: Path) -> bool:
+    from curate.targeted.static_embed import is_static_model_dir
+
+    return is_static_model_dir(path)
+
+
+def model_argument(model: str | dict | None, resolve) -> str | None:
+    """A stage's ``model`` parameter: a path (resolved with ``resolve``) if it exists, else a package.
+
+    ``{kind: static, path: DIR}`` names a static (Model2Vec) model directory explicitly; a plain
+    path to one is recognised as well.
+    """
     if model is None:
         return None
+    if isinstance(model, dict):
+        return _static_argument(model, resolve)
     local = Path(resolve(model))
     return str(local) if local.exists() else model
+
+
+def _static_argument(model: dict, resolve) -> str:
+    if model.get("kind") != "static" or set(model) != {"kind", "path"}:
+        raise CurateError(f"model: expected a path, a package name or {{kind: static, path: DIR}}, got {model}")
+    local = Path(resolve(str(model["path"])))
+    if not _is_static(local):
+        raise CurateError(f"model: {local} is not a static model directory (no config.json with model_type "
+                          "model2vec); distil one with `curate embed distill`")
+    return str(local)
 
 
 def default_device() -> str:
@@ -107,8 +138,16 @@ def default_device() -> str:
 
 
 def load_embedder(model: str | os.PathLike | None = None, device: str | None = None):
-    """Load (once per process) the sentence-transformers model; offline, verified, eval mode."""
-    return _load(str(resolve_model_dir(model)), device or default_device())
+    """Load (once per process) the sentence-transformers model; offline, verified, eval mode.
+
+    A static model directory gives a :class:`~curate.targeted.static_embed.StaticEmbedder` (CPU only).
+    """
+    model_dir = resolve_model_dir(model)
+    if _is_static(model_dir):
+        from curate.targeted.static_embed import load_static_embedder
+
+        return load_static_embedder(model_dir)
+    return _load(str(model_dir), device or default_device())
 
 
 @functools.lru_cache(maxsize=4)
@@ -142,9 +181,15 @@ def embed_texts(texts: Sequence[str], *, model: Any = None, batch_size: int = 64
     loaded = model is not None and not isinstance(model, (str, os.PathLike))
     embedder = model if loaded else load_embedder(model, device)
     texts = ["" if t is None else str(t) for t in texts]
+    from curate.targeted.static_embed import StaticEmbedder
+
+    static = isinstance(embedder, StaticEmbedder)  # one vectorised pass over the batch, on the CPU
     if long_docs == "mean":
-        return _embed_mean_of_windows(embedder, texts, batch_size)
+        return embedder.encode(texts, max_tokens=None) if static else _embed_mean_of_windows(
+            embedder, texts, batch_size)
     cap = max(1, int(embedder.max_seq_length)) * CHARS_PER_TOKEN_CAP
+    if static:
+        return embedder.encode([t[:cap] for t in texts], max_tokens=embedder.max_seq_length)
     return _encode(embedder, [t[:cap] for t in texts], batch_size)
 
 
