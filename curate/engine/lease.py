@@ -296,7 +296,7 @@ def _remove_old(records: str, previous: int) -> None:
 
 @contextmanager
 def holding(output_uri: str, *, take_over: bool = False, replaced_whole: bool = False,
-            log: Callable[[str], None] | None = None) -> Iterator[Lease]:
+            stale_after: float = DEFAULT_STALE_AFTER, log: Callable[[str], None] | None = None) -> Iterator[Lease]:
     """The lease of one command on ``output_uri`` for the whole block, released after it.
 
     For the commands besides ``curate run`` (``mix``, ``tokenize``, ``train``, ``ablate``):
@@ -307,7 +307,8 @@ def holding(output_uri: str, *, take_over: bool = False, replaced_whole: bool = 
     """
     output_uri = str(output_uri)
     in_main = threading.current_thread() is threading.main_thread()
-    lease = acquire(output_uri, owner_command=" ".join(sys.argv) or "curate", take_over=take_over, log=log,
+    lease = acquire(output_uri, owner_command=" ".join(sys.argv) or "curate", take_over=take_over,
+                    stale_after=stale_after, log=log,
                     records=beside_dir(output_uri) if replaced_whole else lease_dir(output_uri),
                     on_lost=_thread.interrupt_main if in_main else None)
     try:

@@ -147,3 +147,18 @@ train:
         assert store.committed(f"{out}/{part}"), part
     assert fs.exists(f"{out}/tokenizer.json.sha256") and fs.exists(f"{out}/news/run/log.jsonl")
     assert describe_holder(out) is None and fs.listdir(f"{out}/{LEASE_DIR}") == ["00000001.json"]
+
+
+def test_a_command_whose_lease_is_taken_over_stops_with_the_lost_lease_error(tmp_path):
+    """The heartbeat thread notices the takeover and interrupts the work (here: a wait loop)."""
+    from curate.engine.lease import holding
+
+    out = str(tmp_path / "out")
+    lost = rf"^lost the lease on {re.escape(out)}: it is now held by .* \(generation 2\)"
+    with pytest.raises(CurateError, match=lost):
+        with holding(out, stale_after=0.4):  # a heartbeat (and ownership check) every 0.1 s
+            thief = acquire(out, owner_command="thief", take_over=True, heartbeat_every=0)
+            for _ in range(600):  # ends by the interrupt, long before the bound
+                time.sleep(0.05)
+    assert describe_holder(out)["command"] == "thief"
+    thief.release()
