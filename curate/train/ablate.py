@@ -107,9 +107,12 @@ def _tokenizer(spec: AblationSpec, out: str) -> str:
 
 
 def check_inputs(spec: AblationSpec) -> None:
-    """Fail before any work when a selection, the held-out set or the tokenizer cannot be read."""
+    """Fail before any work when a selection, the held-out set, the tokenizer or a benchmark
+    cannot be read."""
+    benchmarks = (spec.train.get("eval") or {}).get("benchmarks") or []
     named = {**{f"selection '{k}'": v for k, v in spec.selections.items()},
-             "heldout": spec.heldout, "tokenizer": spec.tokenizer_path}
+             "heldout": spec.heldout, "tokenizer": spec.tokenizer_path,
+             **{f"benchmark {i + 1}": b for i, b in enumerate(benchmarks)}}
     for what, uri in named.items():
         if uri is None:
             continue
