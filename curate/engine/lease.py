@@ -17,6 +17,11 @@ holder is the run that created the highest generation that is not marked release
 
 Heartbeat ages compare the holder's wall clock with the reader's: hosts need NTP-level clock
 agreement, which the default 120 s timeout leaves ample room for.
+
+``curate run`` holds it through :func:`acquire`; the other writing commands (``mix``,
+``tokenize``, ``train``, ``ablate``) through :func:`holding`, which also stops the command when
+its lease is taken over. Outputs replaced whole by a rename (``mix``, ``tokenize``) keep their
+records beside them (:func:`beside_dir`, ``<output>.lease``) so the rename cannot remove them.
 """
 from __future__ import annotations
 
