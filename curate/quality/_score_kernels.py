@@ -77,3 +77,48 @@ def repetition_chars(ids, lengths, doc_bounds, top_sizes, dup_sizes):
                             covered[i:i + n] = True
                     out[d, len(top_sizes) + k] = np.sum(chars[covered])
     return out
+
+
+FNV_OFFSET, FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+HASH, START, LENGTH, ID = 0, 1, 2, 3  # columns of a word table row; START < 0: empty row
+
+
+@njit(cache=True)
+def number_words(chars, doc_bounds):
+    """Number the newline-separated words of ``chars`` (code points) by first occurrence within
+    each document (words ``doc_bounds[d]`` to ``doc_bounds[d + 1]``), exactly: an FNV-1a hash
+    finds candidates, a comparison of the code points decides. (ids, lengths)."""
+    words = doc_bounds[-1]
+    ids, lengths = np.empty(words, np.int64), np.empty(words, np.int64)
+    start = 0
+    for d in range(len(doc_bounds) - 1):
+        size, bits = 16, 4
+        while size < 2 * (doc_bounds[d + 1] - doc_bounds[d]):
+            size, bits = size * 2, bits + 1
+        table = np.full((size, 4), -1, np.int64)  # small: stays in the CPU cache
+        mask, shift = np.uint64(size - 1), np.uint64(64 - bits)
+        distinct = 0
+        for w in range(doc_bounds[d], doc_bounds[d + 1]):
+            end, h = start, FNV_OFFSET
+            while end < len(chars) and chars[end] != 10:
+                h = (h ^ np.uint64(chars[end])) * FNV_PRIME
+                end += 1
+            length, hashed = end - start, np.int64(h)
+            row = (h * np.uint64(0x9E3779B97F4A7C15)) >> shift  # top bits: FNV's low bits follow the text's
+            while table[row, START] >= 0:
+                if table[row, HASH] == hashed and table[row, LENGTH] == length:
+                    other, same = table[row, START], True
+                    for k in range(length):
+                        if chars[other + k] != chars[start + k]:
+                            same = False
+                            break
+                    if same:
+                        break
+                row = (row + np.uint64(1)) & mask
+            if table[row, START] < 0:
+                table[row, HASH], table[row, START] = hashed, start
+                table[row, LENGTH], table[row, ID] = length, distinct
+                distinct += 1
+            ids[w], lengths[w] = table[row, ID], length
+            start = end + 1
+    return ids, lengths

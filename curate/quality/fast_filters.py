@@ -14,6 +14,7 @@ import dataclasses
 import operator
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -30,36 +31,52 @@ NO_WORD_CHAR_LINE = re.compile(r"^[^\w\n]+$", re.MULTILINE)
 NO_LETTER_LINE = re.compile(r"^(?:[^\n\w]|[\d_])*$", re.MULTILINE)
 
 
-@dataclass(frozen=True)
 class BatchParts:
-    """One batch's documents split once: each document's non-blank lines and its stripped
-    words, each kept as one string joined by newlines (neither holds one), so a batch costs
-    about twice its text in memory rather than a Python object per word."""
+    """One batch's documents split once, each part on first use: each document's non-blank
+    lines and its stripped words, each kept as one string joined by newlines (neither holds
+    one), so a batch costs about twice its text in memory rather than a Python object per word."""
 
-    joined_lines: list[str]
-    joined_words: list[str]
-    word_counts: list[int]
-    token_counts: list[int]  # whitespace tokens (str.split), punctuation-only ones included
+    def __init__(self, texts: Sequence[str]):
+        self.texts = tuple(texts)
+
+    @cached_property
+    def joined_lines(self) -> list[str]:
+        return ["\n".join(nonblank_lines(t)) for t in self.texts]
 
     def lines(self) -> Iterator[list[str]]:
         return map(_split_lines, self.joined_lines)
 
+    @cached_property
+    def _split_words(self) -> tuple[list[str], list[int], list[int]]:
+        tokens = [t.split() for t in self.texts]
+        words = [_words(t) for t in tokens]
+        return ["\n".join(w) for w in words], list(map(len, words)), list(map(len, tokens))
 
-_last: list = [(), None]  # (the texts, their BatchParts): the filters of one pass share it
+    @property
+    def joined_words(self) -> list[str]:
+        return self._split_words[0]
+
+    @property
+    def word_counts(self) -> list[int]:
+        return self._split_words[1]
+
+    @property
+    def token_counts(self) -> list[int]:
+        """Whitespace tokens (``str.split``), punctuation-only ones included."""
+        return self._split_words[2]
+
+
+_last: list = [None]  # the BatchParts of the last batch: the filters of one pass share it
 
 
 def batch_parts(texts: Sequence[str]) -> BatchParts:
     """Lines and words of ``texts`` (``filters._text.nonblank_lines`` / ``words``), computed
     once for consecutive calls on the same texts (the last batch is kept until the next)."""
-    cached, parts = _last
-    if len(cached) == len(texts) and all(map(operator.is_, cached, texts)):
+    parts = _last[0]
+    if parts is not None and len(parts.texts) == len(texts) and all(map(operator.is_, parts.texts, texts)):
         return parts
-    tokens = [t.split() for t in texts]
-    words = [_words(t) for t in tokens]
-    parts = BatchParts(["\n".join(nonblank_lines(t)) for t in texts], ["\n".join(w) for w in words],
-                       list(map(len, words)), list(map(len, tokens)))
-    _last[:] = [tuple(texts), parts]
-    return parts
+    _last[0] = BatchParts(texts)
+    return _last[0]
 
 
 def _split_lines(joined: str) -> list[str]:
@@ -108,15 +125,12 @@ class FastGopherRepetition(GopherRepetition):
     """:class:`filters.gopher.GopherRepetition` with the n-gram scores compiled (same scores)."""
 
     def score_batch(self, texts: list[str], **_columns: list) -> dict[str, list]:
-        import pandas as pd
-
-        from curate.quality._score_kernels import repetition_chars
+        from curate.quality._score_kernels import number_words, repetition_chars
 
         parts = batch_parts(texts)
-        flat = _split_lines("\n".join(j for j in parts.joined_words if j))
-        ids = pd.factorize(np.array(flat, dtype=object))[0].astype(np.int64)  # equal words, equal ids
-        lengths = np.fromiter(map(len, flat), np.int64, len(flat))
+        every_word = "\n".join(j for j in parts.joined_words if j)
         bounds = np.cumsum([0] + parts.word_counts).astype(np.int64)
+        ids, lengths = number_words(np.frombuffer(every_word.encode("utf-32-le", "surrogatepass"), np.uint32), bounds)
         chars = repetition_chars(ids, lengths, bounds, np.array(TOP_NGRAMS, np.int64),
                                  np.array(DUP_NGRAMS, np.int64)).tolist()
         running = np.concatenate(([0], np.cumsum(lengths)))
