@@ -53,6 +53,11 @@ class BatchParts:
         return ["\n".join(w) for w in words], list(map(len, words)), list(map(len, tokens))
 
     @property
+    def words_split(self) -> bool:
+        """Whether the words are split already."""
+        return "_split_words" in self.__dict__
+
+    @property
     def joined_words(self) -> list[str]:
         return self._split_words[0]
 
@@ -152,12 +157,14 @@ class FastGopherRepetition(GopherRepetition):
 
 @dataclass(frozen=True)
 class FastFineWeb(FineWeb):
-    """:class:`filters.fineweb.FineWeb` reading the shared lines and words (same scores)."""
+    """:class:`filters.fineweb.FineWeb` reading the shared lines and words (same scores); it only
+    counts words, so it does not make the joined words when no other filter has."""
 
     def score_batch(self, texts: list[str], **_columns: list) -> dict[str, list]:
         parts = batch_parts(texts)
+        counts = parts.word_counts if parts.words_split else [len(_words(t.split())) for t in texts]
         out: dict[str, list] = {k: [] for k in self.keys}
-        for text, lines, n_words in zip(texts, parts.lines(), parts.word_counts):
+        for text, lines, n_words in zip(texts, parts.lines(), counts):
             scores = {
                 "line_punct_ratio": ratio(sum(line.endswith(LINE_END_PUNCTUATION) for line in lines), len(lines)),
                 "short_line_ratio": ratio(sum(len(line) <= self.short_line_length for line in lines), len(lines)),

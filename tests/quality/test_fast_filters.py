@@ -75,3 +75,10 @@ def test_one_split_is_shared_and_never_stale(texts):
 def test_other_filters_are_left_as_they_are():
     c4_lines = registry.build("c4_lines", {})
     assert fast_filter(c4_lines) is c4_lines
+
+
+def test_fineweb_alone_counts_words_without_the_shared_split(texts):
+    fresh = [f"{t}\n" for t in texts]  # new strings: nothing shared yet
+    reference, fast = registry.build("fineweb", {}), fast_filter(registry.build("fineweb", {}))
+    assert fast.score_batch(fresh) == reference.score_batch(fresh)
+    assert not batch_parts(fresh).words_split
