@@ -4,7 +4,9 @@ Model2Vec (Tulkens & van Dongen 2024, "Model2Vec: Fast State-of-the-Art Static E
 runs the transformer once per vocabulary token, reduces the token vectors with PCA and weights
 them by Zipf-estimated frequency (SIF, Arora et al. 2017). A document's embedding is then the
 mean of its tokens' vectors: no attention, no padding, so a CPU embeds thousands of ~4 KB
-documents per second instead of tens.
+documents per second instead of tens. For BERT tokenizers the word pieces of each distinct word are
+computed once and remembered (:mod:`curate.targeted._word_pieces`): tokenisation, not pooling, is
+what limits the speed.
 
 A static model is a directory written by ``curate embed distill`` (``config.json`` with
 ``"model_type": "model2vec"``, ``model.safetensors``, ``tokenizer.json``) and trusted only through
@@ -28,6 +30,7 @@ import numpy as np
 from curate.core import CurateError
 from curate.integrity import atomic_dir
 from curate.quality.hf_models import verify_model_dir, write_manifest
+from curate.targeted._word_pieces import WordPieces, is_bert_wordpiece
 
 STATIC_MODEL_TYPE = "model2vec"
 CONFIG = "config.json"
@@ -67,6 +70,7 @@ class StaticEmbedder:
     unknown_id: int  # the unknown token is skipped, as Model2Vec does; -1 when there is none
     max_seq_length: int
     digest: str  # sha256 of the manifest
+    word_pieces: Any = None  # a WordPieces memo for BERT tokenizers (the fast path), else None
 
     def get_sentence_embedding_dimension(self) -> int:
         return int(self.vectors.shape[1])
@@ -77,8 +81,15 @@ class StaticEmbedder:
         ``max_tokens`` keeps each text's first tokens (None: all). A text without known tokens
         gets the zero vector.
         """
-        ids, lengths = token_ids(self.tokenizer, texts, max_tokens)
-        return pooled_unit_vectors(self.vectors, ids, lengths, self.unknown_id)
+        if self.word_pieces is None:
+            ids, lengths = token_ids(self.tokenizer, texts, max_tokens)
+            return pooled_unit_vectors(self.vectors, ids, lengths, self.unknown_id)
+        from curate.targeted._static_kernels import pooled_word_pieces
+
+        words, counts = self.word_pieces.words_of(texts)
+        limit = np.int64(-1 if max_tokens is None else max_tokens)  # -1: never reached
+        return pooled_word_pieces(self.vectors, self.word_pieces.pieces, self.word_pieces.starts, words, counts,
+                                  limit, np.int64(self.unknown_id))
 
 
 def token_ids(tokenizer, texts: Sequence[str], max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +134,9 @@ def _load(path: str, digest: str, max_tokens: int) -> StaticEmbedder:
         tokenizer = Tokenizer.from_file(str(Path(path) / TOKENIZER))
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        _CACHE[key] = StaticEmbedder(tokenizer, token_vectors(tensors), _unknown_id(tokenizer), max_tokens, digest)
+        vectors = token_vectors(tensors)
+        memo = WordPieces(tokenizer) if is_bert_wordpiece(tokenizer) else None
+        _CACHE[key] = StaticEmbedder(tokenizer, vectors, _unknown_id(tokenizer), max_tokens, digest, memo)
     return _CACHE[key]
 
 

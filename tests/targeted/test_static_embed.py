@@ -71,6 +71,27 @@ def test_vectors_unit_deterministic_and_equal_to_model2vec(static_dir, texts):
     assert not embed_texts([""], model=str(static_dir)).any()  # no tokens: the zero vector
 
 
+ODD_TEXTS = ["tab\tsep\x0bvt\x1cfs word,punct (x) a.b.c", "a\x0bb c\x85d e\u200bf", "中文abc中 x",
+             "naïve café — “quoted” foo_bar €100 ©2020 e\u0301té", "x" * 300, "", "  ",
+             "emoji 😀😀 ok"]
+
+
+def test_memo_of_chunks_gives_the_tokenizer_path_bytes(static_dir, texts):
+    import dataclasses
+
+    from curate.targeted._word_pieces import WordPieces
+
+    embedder = load_embedder(str(static_dir))
+    assert embedder.word_pieces is not None  # a BERT tokenizer: the memo path
+    exact = dataclasses.replace(embedder, word_pieces=None)
+    forgetful = dataclasses.replace(embedder, word_pieces=WordPieces(embedder.tokenizer, limit=50))
+    for batch in (texts, ODD_TEXTS):
+        for max_tokens in (512, None):
+            reference = exact.encode(batch, max_tokens=max_tokens).tobytes()
+            assert embedder.encode(batch, max_tokens=max_tokens).tobytes() == reference
+            assert forgetful.encode(batch, max_tokens=max_tokens).tobytes() == reference  # memo starts over
+
+
 def test_static_vectors_keep_topics_apart(static_dir, texts):
     vectors = embed_texts(texts, model=str(static_dir), long_docs="mean")
     similarity = vectors @ vectors.T
@@ -111,11 +132,16 @@ def test_model_argument_static_kind(static_dir, tmp_path):
         model_argument({"kind": "onnx", "path": str(static_dir)}, resolve)
 
 
-def test_spark_path_equals_library_across_partitionings(spark, static_dir, texts):
+def test_spark_path_and_embed_stage_equal_library_across_partitionings(spark, stage_ctx, static_dir, texts):
+    from curate.targeted.embed import embed
+
     rows = [(f"d{i:02d}", t) for i, t in enumerate(texts)]
     expected = embed_texts(texts, model=str(static_dir))
-    for partitions in (1, 3):
-        df = spark.createDataFrame(rows, "id string, text string").repartition(partitions)
-        got = {r["id"]: r["embedding"] for r in with_embeddings(df, model=str(static_dir)).collect()}
+    frames = [with_embeddings(spark.createDataFrame(rows, "id string, text string").repartition(1),
+                              model=str(static_dir)),
+              embed(spark.createDataFrame(rows, "id string, text string").repartition(3), stage_ctx(),
+                    model={"kind": "static", "path": str(static_dir)}).kept]
+    for frame in frames:
+        got = {r["id"]: r["embedding"] for r in frame.collect()}
         matrix = np.asarray([got[i] for i, _ in rows], dtype=np.float32)
         assert matrix.tobytes() == expected.tobytes()

@@ -1,0 +1,73 @@
+"""Chunk-level memo of a BERT WordPiece tokenizer, for static embeddings (:mod:`curate.targeted.static_embed`).
+
+BERT's tokenizer (Devlin et al. 2019) deletes control characters, splits the text at whitespace and
+punctuation, and cuts each pre-token into word pieces independently of its neighbours. So the
+pieces of a document are the concatenation of the pieces of its whitespace-separated chunks, and
+a chunk's pieces can be computed once and remembered: a document is split with ``str.split()``
+(C speed, no Rust pass over the text), its chunks looked up in a dict, and only chunks never seen
+before go through the tokenizer (which splits their punctuation as it would in context).
+``str.split()`` also splits at a few control characters that BERT deletes instead
+(``\x0b \x0c \x1c-\x1f \x85``): they are deleted first, as BERT does. Tests check the pieces
+equal the tokenizer's on real documents.
+"""
+from __future__ import annotations
+
+from itertools import chain
+from typing import Sequence
+
+import numpy as np
+
+# Characters str.split() splits at but BERT's clean_text deletes (category Cc, not White_Space in Rust).
+DELETED_BY_BERT = dict.fromkeys([0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x1F, 0x85])
+DEFAULT_LIMIT = 1 << 20  # remembered chunks before the memo starts over (bounded memory per worker)
+
+
+def chunks_of(text: str) -> list[str]:
+    """The whitespace-separated chunks BERT's pre-tokenizer would see (before splitting punctuation)."""
+    if not text.isascii() or any(c in text for c in "\x0b\x0c\x1c\x1d\x1e\x1f"):
+        text = text.translate(DELETED_BY_BERT)
+    return text.split()
+
+
+def is_bert_wordpiece(tokenizer) -> bool:
+    """True for a tokenizer with BERT's normaliser, BERT's pre-tokenizer and a WordPiece model."""
+    names = (type(tokenizer.normalizer).__name__, type(tokenizer.pre_tokenizer).__name__,
+             type(tokenizer.model).__name__)
+    return names == ("BertNormalizer", "BertPreTokenizer", "WordPiece")
+
+
+class WordPieces:
+    """Chunks -> their piece ids, remembered: ``pieces[starts[w]:starts[w + 1]]`` are chunk ``w``'s pieces."""
+
+    def __init__(self, tokenizer, limit: int = DEFAULT_LIMIT):
+        self.tokenizer = tokenizer
+        self.limit = limit
+        self._reset()
+
+    def _reset(self) -> None:
+        self.index: dict[str, int] = {}
+        self.pieces = np.zeros(0, dtype=np.int64)
+        self.starts = np.zeros(1, dtype=np.int64)
+
+    def words_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk numbers of all texts, flat int64; chunks per text)."""
+        per_text = [chunks_of(text) for text in texts]
+        counts = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+        words = list(chain.from_iterable(per_text))
+        numbers = [self.index.get(w, -1) for w in words]
+        if -1 in numbers:
+            if len(self.index) > self.limit:
+                self._reset()
+            self._remember(sorted({w for w in words if w not in self.index}))
+            numbers = [self.index[w] for w in words]
+        return np.asarray(numbers, dtype=np.int64), counts
+
+    def _remember(self, new_words: list[str]) -> None:
+        encodings = self.tokenizer.encode_batch_fast(new_words, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        self.starts = np.concatenate([self.starts, self.starts[-1] + np.cumsum(lengths)])
+        self.pieces = np.concatenate([self.pieces, flat])
+        first = len(self.index)
+        self.index.update((w, first + i) for i, w in enumerate(new_words))
