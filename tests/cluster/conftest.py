@@ -228,6 +228,9 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
                 die_with_parent([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                  "--port", str(port), "--webui-port", str(webui_port)]),
                 env={**base_env, "HOME": str(logs)}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        numba_cache = worker_root / "numba"  # one cache for both workers: the kernels compile once
+        numba_cache.mkdir()
+        os.chown(numba_cache, worker.pw_uid, worker.pw_gid)
         for i in range(WORKERS):
             home = worker_root / f"w{i}"
             for sub in ("work", "local", "home"):
@@ -236,6 +239,7 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
                 os.chown(p, worker.pw_uid, worker.pw_gid)
                 p.chmod(0o700)
             env = {**base_env, "HOME": str(home / "home"), "SPARK_LOCAL_DIRS": str(home / "local"),
+                   "NUMBA_CACHE_DIR": str(numba_cache),
                    "SPARK_WORKER_DIR": str(home / "work")}
             with open(logs / f"worker{i}.log", "wb") as out:
                 c.procs.append(subprocess.Popen(
