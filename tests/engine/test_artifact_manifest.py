@@ -16,7 +16,7 @@ import s3server
 from helpers import read_jsonl, tamper
 
 from curate.core import CurateError
-from curate.dedup.minhash_dedup import INDEX_NAME, dedup_against, minhash_dedup
+from curate.dedup.minhash_dedup import INDEX_NAME, SketchParams, dedup_against, write_index
 from curate.engine.manifest import stage_attempt
 from curate.engine.steps import _table_writer
 from curate.io import fs
@@ -126,17 +126,19 @@ def test_a_tampered_artifact_shard_is_refused(committed, spark, tmp_path):
 
 @pytest.mark.slow
 def test_dedup_against_a_committed_stage_reads_its_listed_verified_index(spark, stage_ctx, docs, tmp_path):
-    """minhash_dedup's saved index, committed as StageStep does, is what dedup_against reads."""
+    """A MinHash index saved as minhash_dedup(save_index) does, committed as StageStep does, is
+    what dedup_against reads: the listed shards, verified."""
     target = str(tmp_path / "out" / "01-minhash_dedup")
     with stage_attempt(target) as work:
         ctx = stage_ctx(work.scratch, table_writer=_table_writer(spark, work, 8))
-        out = minhash_dedup(spark.createDataFrame(docs, SCHEMA), ctx, save_index=True)
-        work.commit({"outputs": {"data": work.entry([], out.kept.schema, "parquet")},
+        write_index(ctx, spark.createDataFrame(docs[:20], SCHEMA), SketchParams())
+        work.commit({"outputs": {"data": work.entry([], spark.createDataFrame([], SCHEMA).schema, "parquet")},
                      "artifacts": dict(sorted(ctx.artifacts.items()))})
     entry = load_manifest(target)["artifact_tables"][INDEX_NAME]
-    assert entry["rows"] == 40  # the survivors: c000..c009 (smallest id) and w010..w039
-    new = spark.createDataFrame(docs[:10], SCHEMA)  # w000..w009: copies of indexed c000..c009
-    assert dedup_against(new, stage_ctx(), reference=target).rejected.count() == 10
+    assert entry["rows"] == 20 and len(entry["shards"]) == 3
+    new = spark.createDataFrame(docs[5:25], SCHEMA)  # w005..w019 are in the index, w020..w024 not
+    removed = dedup_against(new, stage_ctx(), reference=target).rejected.select("id").collect()
+    assert sorted(r["id"] for r in removed) == [f"w{i:03d}" for i in range(5, 20)]
     victim = Path(shard_uris(target, entry)[0])
     shutil.copyfile(victim, tmp_path / "backup")
     tamper(victim)
