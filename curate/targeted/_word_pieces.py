@@ -53,14 +53,15 @@ class WordPieces:
         """(chunk numbers of all texts, flat int64; chunks per text)."""
         per_text = [chunks_of(text) for text in texts]
         counts = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-        words = list(chain.from_iterable(per_text))
-        numbers = [self.index.get(w, -1) for w in words]
-        if -1 in numbers:
-            if len(self.index) > self.limit:
-                self._reset()
-            self._remember(sorted({w for w in words if w not in self.index}))
-            numbers = [self.index[w] for w in words]
-        return np.asarray(numbers, dtype=np.int64), counts
+        total = int(counts.sum())
+        try:  # the common case once the memo is warm: every chunk known, one C-level pass
+            return np.fromiter(map(self.index.__getitem__, chain.from_iterable(per_text)), np.int64, total), counts
+        except KeyError:
+            pass
+        if len(self.index) > self.limit:
+            self._reset()
+        self._remember(sorted({w for w in chain.from_iterable(per_text) if w not in self.index}))
+        return np.fromiter(map(self.index.__getitem__, chain.from_iterable(per_text)), np.int64, total), counts
 
     def _remember(self, new_words: list[str]) -> None:
         encodings = self.tokenizer.encode_batch_fast(new_words, add_special_tokens=False)
