@@ -65,6 +65,9 @@ def lease_dir(output_uri: str) -> str:
 def beside_dir(output_uri: str) -> str:
     """Where the lease records of an output *replaced whole* live (``curate mix`` and ``curate
     tokenize`` rename a new directory over theirs): beside it, ``<output>.lease``."""
+    if fs.is_remote(output_uri) and "/" not in str(output_uri).split("://", 1)[1].strip("/"):
+        raise CurateError(f"{output_uri} is a bucket root; write this output under a prefix "
+                          f"({str(output_uri).rstrip('/')}/NAME) so its lease can live beside it")
     return fs.join(fs.parent(output_uri), f"{fs.name(output_uri)}{LEASE_SUFFIX}")
 
 

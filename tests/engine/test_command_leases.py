@@ -162,3 +162,12 @@ def test_a_command_whose_lease_is_taken_over_stops_with_the_lost_lease_error(tmp
                 time.sleep(0.05)
     assert describe_holder(out)["command"] == "thief"
     thief.release()
+
+
+def test_a_mixture_at_a_bucket_root_is_refused_in_one_line(spec):
+    s3server.start()
+    bucket = f"s3://{s3server.BUCKET}"
+    result = CliRunner().invoke(main, ["mix", str(spec), "-o", bucket])
+    assert result.exit_code == 2 and result.output == (
+        f"error: {bucket} is a bucket root; write this output under a prefix ({bucket}/NAME) "
+        "so its lease can live beside it\n")
