@@ -19,7 +19,7 @@ import numpy as np
 
 # Characters str.split() splits at but BERT's clean_text deletes (category Cc, not White_Space in Rust).
 DELETED_BY_BERT = dict.fromkeys([0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x1F, 0x85])
-DEFAULT_LIMIT = 1 << 20  # remembered chunks before the memo starts over (bounded memory per worker)
+DEFAULT_LIMIT = 1 << 19  # remembered chunks before the memo starts over (~100 MB per worker at most)
 
 
 def chunks_of(text: str) -> list[str]:
