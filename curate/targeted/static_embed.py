@@ -135,6 +135,9 @@ def _load(path: str, digest: str, max_tokens: int) -> StaticEmbedder:
         tokenizer.no_padding()
         tokenizer.no_truncation()
         vectors = token_vectors(tensors)
+        if tokenizer.get_vocab_size() > vectors.shape[0]:
+            raise CurateError(f"static model {path}: its tokenizer has {tokenizer.get_vocab_size()} tokens but "
+                              f"{WEIGHTS} only {vectors.shape[0]} vectors; they do not belong together")
         memo = WordPieces(tokenizer) if is_bert_wordpiece(tokenizer) else None
         _CACHE[key] = StaticEmbedder(tokenizer, vectors, _unknown_id(tokenizer), max_tokens, digest, memo)
     return _CACHE[key]
