@@ -49,9 +49,29 @@ class WordPieces:
         self.pieces = np.zeros(0, dtype=np.int64)
         self.starts = np.zeros(1, dtype=np.int64)
 
-    def words_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk numbers of all texts, flat int64; chunks per text)."""
+    def words_of(self, texts: Sequence[str], max_pieces: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk numbers of all texts, flat int64; chunks per text).
+
+        ``max_pieces``: only the chunks that can hold each text's first ``max_pieces`` pieces. A chunk
+        has at least one piece unless the tokenizer deletes all of it (zero-width characters), so the
+        first ``max_pieces`` chunks are enough; a text they leave short is looked up whole again.
+        """
         per_text = [chunks_of(text) for text in texts]
+        if max_pieces is None:
+            return self._numbers(per_text)
+        cut = [chunks[:max_pieces] for chunks in per_text]
+        numbers, counts = self._numbers(cut)
+        pieces_per_text = np.bincount(np.repeat(np.arange(len(cut)), counts), minlength=len(cut),
+                                      weights=np.diff(self.starts)[numbers])
+        short = [i for i, chunks in enumerate(per_text) if len(chunks) > max_pieces
+                 and pieces_per_text[i] < max_pieces]
+        if not short:
+            return numbers, counts
+        for i in short:
+            cut[i] = per_text[i]
+        return self._numbers(cut)
+
+    def _numbers(self, per_text: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
         counts = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
         total = int(counts.sum())
         try:  # the common case once the memo is warm: every chunk known, one C-level pass

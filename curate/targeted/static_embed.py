@@ -86,7 +86,7 @@ class StaticEmbedder:
             return pooled_unit_vectors(self.vectors, ids, lengths, self.unknown_id)
         from curate.targeted._static_kernels import pooled_word_pieces
 
-        words, counts = self.word_pieces.words_of(texts)
+        words, counts = self.word_pieces.words_of(texts, max_tokens)
         limit = np.int64(-1 if max_tokens is None else max_tokens)  # -1: never reached
         return pooled_word_pieces(self.vectors, self.word_pieces.pieces, self.word_pieces.starts, words, counts,
                                   limit, np.int64(self.unknown_id))
