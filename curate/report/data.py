@@ -246,6 +246,14 @@ def dedup_summaries(steps: list[Step]) -> list[dict[str, Any]]:
     return out
 
 
+def domain_summaries(steps: list[Step]) -> list[dict[str, Any]]:
+    """Each ``domain_label`` step: its column, how domains were assigned, and per domain the
+    documents, tokens and (for embedding clusters) top terms."""
+    return [{"step": s.dirname, "column": s.stats.get("column"), "source": s.stats.get("source"),
+             "token_count": s.stats.get("token_count"), "domains": s.stats.get("domains") or {}}
+            for s in steps if s.stage == "domain_label"]
+
+
 def ordering_summaries(steps: list[Step]) -> list[dict[str, Any]]:
     out = []
     for s in steps:

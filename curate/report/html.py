@@ -171,6 +171,23 @@ def dedup_section(dedups: list[dict]) -> str:
     return section("dedup", "Duplicates", *parts)
 
 
+def domain_section(labelled: list[dict]) -> str:
+    """Documents and tokens per domain of each ``domain_label`` step, with clusters' top terms."""
+    if not labelled:
+        return ""
+    parts = []
+    for d in labelled:
+        names = list(d["domains"])
+        total = sum(v["tokens"] for v in d["domains"].values()) or 1
+        rows = [(n, num(v["documents"]), num(v["tokens"]), pct(v["tokens"], total), " ".join(v.get("top_terms", [])))
+                for n, v in d["domains"].items()]
+        parts.append(f"<h3>{esc(d['step'])}</h3><p class=\"sub\">column '{esc(d['column'])}' from {esc(d['source'])}"
+                     f" · tokens counted by {esc(d['token_count'])}</p>")
+        parts.append(table(["domain", "documents", "tokens", "token share", "top terms"], rows, numeric=(1, 2, 3),
+                           row_ids=names, table_id=f"domains-{d['step']}"))
+    return section("domains", "Domains", *parts)
+
+
 def ordering_section(orders: list[dict]) -> str:
     if not orders:
         return ""
@@ -256,7 +273,8 @@ def render(output: Path, *, mixtures: Sequence[Path] = (), max_rows: int = 200_0
         f"<h1>{esc(title)}</h1><p class=\"sub\">{esc(output)} · {len(steps)} steps · generated {generated}</p>",
         summary_section(funnel), funnel_section(funnel), source_section(data.source_funnel(steps)),
         scores_section(steps, max_rows), dedup_section(data.dedup_summaries(steps)),
-        ordering_section(data.ordering_summaries(steps)), mixture_section(mix),
+        domain_section(data.domain_summaries(steps)), ordering_section(data.ordering_summaries(steps)),
+        mixture_section(mix),
         quarantine_section(data.quarantine_summary(output, steps)), config_section(steps)])
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body>{body}</body></html>")

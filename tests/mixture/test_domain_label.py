@@ -3,6 +3,7 @@ hf_classify struct; documents and tokens per domain in the stats."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,15 @@ def test_domain_from_kmeans_of_embeddings_separates_corpora_and_names_terms(spar
     assert stats["domains"][news]["documents"] == stats["domains"][code]["documents"] == 12
     assert len(stats["domains"][code]["top_terms"]) == 5, stats
     assert {"mln", "said", "pct"} & set(stats["domains"][news]["top_terms"]), stats
+    # the run report shows each cluster with its documents, tokens and top terms
+    from curate.report.data import Step, domain_summaries
+    from curate.report.html import domain_section
+
+    page = domain_section(domain_summaries([Step("03-domain_label", Path("."), {"stage": "domain_label",
+                                                                                "stats": stats})]))
+    row = page.split(f'data-row="{news}">')[1].split("</tr>")[0]
+    assert ">12<" in row and " ".join(stats["domains"][news]["top_terms"]) in row
+    assert 'id="domains-03-domain_label"' in page and "from embedding_column" in page
 
 
 def test_domain_from_an_hf_classify_label(spark, stage_ctx, docs):
