@@ -27,12 +27,13 @@ import math
 import numpy as np
 
 from curate.core import ID, REJECT_REASON, TEXT, CurateError, StageContext, StageOutput, stage
-from curate.io.vectors import count_and_dimension
+from curate.io.vectors import count_and_dimension, nearest_centroid, spherical_centroids, unit_rows
 
 REASON = "semantic_duplicate"
 DUPLICATE_OF, SIMILARITY = "duplicate_of", "similarity"
 CLUSTER, VECTOR, SCORE = "_cluster", "_vector", "_score"
-KMEANS_POINTS_PER_CLUSTER = 256
+KMEANS_POINTS_PER_CLUSTER = 256  # FAISS's sample per centroid (curate.io.vectors.spherical_centroids)
+STAGE = "semantic_dedup"
 KMEANS_SAMPLE_CAP = 200_000
 SLACK = 1e-4  # float32 range-search margin; candidates are re-checked in float64
 RESULT_SCHEMA = "id string, cluster int, duplicate_of string, similarity double, pairs int"
@@ -113,31 +114,6 @@ def _features(df, embedding_column: str, score: str | None):
 
 # --------------------------------------------------------------------------- k-means
 
-def unit_rows(vectors) -> np.ndarray:
-    """Float64 unit rows (zero rows stay zero); NaN/inf fail clearly."""
-    x = np.asarray(vectors, dtype=np.float64)
-    if x.ndim != 2 or not np.isfinite(x).all():
-        raise CurateError("semantic_dedup: embeddings must be finite vectors of one dimension")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
-def train_centroids(sample: np.ndarray, n_clusters: int, seed: int, iterations: int = 20) -> np.ndarray:
-    """Spherical k-means centroids (FAISS) of the rows of ``sample`` (already in a fixed order)."""
-    import faiss
-
-    x = np.ascontiguousarray(unit_rows(sample), dtype=np.float32)
-    kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=iterations, seed=seed, spherical=True,
-                          max_points_per_centroid=KMEANS_POINTS_PER_CLUSTER, verbose=False)
-    kmeans.train(x)
-    return unit_rows(kmeans.centroids)
-
-
-def nearest_centroid(vectors, centroids: np.ndarray) -> np.ndarray:
-    """Index of the most similar centroid per row (float64; ties to the lowest index)."""
-    return np.argmax(unit_rows(vectors) @ centroids.T, axis=1).astype(np.int32)
-
-
 def _hash_fraction(seed: int):
     """A uniform number in [0, 1) per document from its id and ``seed`` (partition-independent)."""
     from pyspark.sql import functions as F
@@ -159,7 +135,7 @@ def _assign_clusters(features, n_clusters: int, n: int, seed: int, iterations: i
     if len(sample) < n_clusters:
         raise CurateError(f"semantic_dedup: {n_clusters} clusters need at least as many sampled documents "
                           f"(got {len(sample)}); raise cluster_size or lower clusters")
-    centroids = train_centroids(np.stack(sample[VECTOR].to_numpy()), n_clusters, seed, iterations)
+    centroids = spherical_centroids(np.stack(sample[VECTOR].to_numpy()), n_clusters, seed, STAGE, iterations)
     schema = StructType([*features.schema.fields, StructField(CLUSTER, IntegerType())])
     return features.mapInArrow(functools.partial(_assign_batches, centroids=centroids), schema)
 
@@ -171,7 +147,7 @@ def _assign_batches(batches, *, centroids: np.ndarray):
         if batch.num_rows == 0:
             continue
         flat = batch.column(VECTOR).flatten().to_numpy(zero_copy_only=False)
-        nearest = nearest_centroid(flat.reshape(batch.num_rows, -1), centroids)
+        nearest = nearest_centroid(flat.reshape(batch.num_rows, -1), centroids, STAGE)
         yield batch.append_column(CLUSTER, pa.array(nearest, pa.int32()))
 
 
@@ -223,7 +199,7 @@ def dedup_cluster(ids, vectors, scores, threshold: float) -> dict[str, list]:
     """Semantic dedup of one cluster: per input row its ``duplicate_of`` id (None = kept), its
     ``similarity`` to it and ``pairs`` (similar better-ranked rows). Plain Python/numpy."""
     order = rank_order(ids, scores)
-    x = unit_rows(np.asarray(vectors, dtype=np.float64)[order]) if len(order) else np.zeros((0, 1))
+    x = unit_rows(np.asarray(vectors, dtype=np.float64)[order], STAGE) if len(order) else np.zeros((0, 1))
     i, j, sims = similar_pairs(x, threshold)
     dup, sim = greedy_duplicates(len(order), i, j, sims)
     ranked_ids = [ids[k] for k in order]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 
 from curate.core import ID, TEXT, CurateError, StageContext, StageOutput, stage
-from curate.io.vectors import count_and_dimension
+from curate.io.vectors import count_and_dimension, nearest_centroid
 from curate.mixture import domains
 
 VECTOR = "_vector"
@@ -126,7 +126,7 @@ def _assign(batches, *, vector: str, name: str, centroids):
         if batch.num_rows == 0:
             continue
         flat = batch.column(vector).flatten().to_numpy(zero_copy_only=False)
-        nearest = domains.nearest(flat.reshape(batch.num_rows, -1), centroids)
+        nearest = nearest_centroid(flat.reshape(batch.num_rows, -1), centroids, "domain_label")
         yield batch.append_column(name, pa.array([domains.cluster_name(int(i), k) for i in nearest], pa.string()))
 
 

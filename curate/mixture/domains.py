@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from curate.core import CurateError
+from curate.io.vectors import spherical_centroids
 from curate.web.urls import canonical_host
 
 
@@ -54,31 +55,12 @@ def domain_of_url(url: str | None, rules: tuple[tuple[str, tuple[str, ...]], ...
     return None
 
 
-def unit_rows(vectors) -> np.ndarray:
-    """Float64 rows scaled to unit length (zero rows stay zero); NaN/inf fail clearly."""
-    x = np.asarray(vectors, dtype=np.float64)
-    if x.ndim != 2 or not np.isfinite(x).all():
-        raise CurateError("domain_label: embeddings must be finite vectors of one dimension")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
 def kmeans_centroids(sample: np.ndarray, k: int, seed: int, iterations: int = 20) -> np.ndarray:
-    """Spherical k-means centroids (FAISS, seeded) of ``sample``'s rows, given in a fixed order."""
-    import faiss
-
+    """Spherical k-means centroids of ``sample``'s rows (at least ``k`` of them)."""
     if len(sample) < k:
         raise CurateError(f"domain_label: {k} clusters need at least {k} documents with embeddings "
                           f"(got {len(sample)}); lower 'clusters'")
-    x = np.ascontiguousarray(unit_rows(sample), dtype=np.float32)
-    kmeans = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=seed, spherical=True, verbose=False)
-    kmeans.train(x)
-    return unit_rows(kmeans.centroids)
-
-
-def nearest(vectors, centroids: np.ndarray) -> np.ndarray:
-    """Index of the most similar centroid per row (float64; ties to the lowest index)."""
-    return np.argmax(unit_rows(vectors) @ centroids.T, axis=1).astype(np.int32)
+    return spherical_centroids(sample, k, seed, "domain_label", iterations)
 
 
 def cluster_name(index: int, k: int) -> str:
