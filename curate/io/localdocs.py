@@ -27,10 +27,18 @@ def _project_url(dist) -> str | None:
     return dist.metadata.get("Home-page") or None
 
 
+def site_dirs() -> list[str]:
+    """This environment's site-packages: where its distributions are installed. Not ``sys.path``,
+    which also holds the working directory of ``python -m`` and whatever a caller prepends, so
+    the corpus would change with the directory a command is started from."""
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+
+
 def distribution_documents() -> Iterator[dict]:
-    """Long descriptions and licence files of every installed distribution."""
+    """Long descriptions and licence files of every distribution installed in :func:`site_dirs`."""
     seen = set()
-    for dist in sorted(metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower()):
+    for dist in sorted(metadata.distributions(path=site_dirs()), key=lambda d: (d.metadata["Name"] or "").lower()):
         name = (dist.metadata["Name"] or "").lower()
         if not name or name in seen:
             continue

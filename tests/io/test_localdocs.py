@@ -36,3 +36,14 @@ def test_the_standard_library_gives_the_same_docstrings_as_a_full_parse():
     for path in sorted(root.glob("*.py"))[:60] + [Path(f) for f in files if f]:
         source = path.read_text(encoding="utf-8")
         assert module_docstring(source) == ast.get_docstring(ast.parse(source), clean=True), path
+
+
+def test_the_corpus_does_not_depend_on_sys_path(monkeypatch):
+    """A source checkout on sys.path (``python -m curate`` from the repo, a test that imports
+    bench/) holds ``curate.egg-info``; the harvest reads site-packages only, so it is the same."""
+    from curate.io.localdocs import distribution_documents
+
+    repo = Path(__file__).resolve().parents[2]
+    before = [(d["id"], d["text"]) for d in distribution_documents()]
+    monkeypatch.syspath_prepend(str(repo))
+    assert [(d["id"], d["text"]) for d in distribution_documents()] == before
