@@ -21,14 +21,9 @@ def pooled_sums_normalised(vectors, ids, lengths, unknown_id):
         acc[:] = 0.0
         for k in range(start, start + lengths[row]):
             token = ids[k]
-            if token != unknown_id:
-                for j in range(dim):
-                    acc[j] += vectors[token, j]
+            _add_vector(acc, vectors, token, unknown_id)
         start += lengths[row]
-        norm = np.sqrt(np.sum(acc * acc))
-        if norm > 0.0:
-            for j in range(dim):
-                out[row, j] = acc[j] / norm
+        _store_normalised(out, row, acc)
     return out
 
 
@@ -50,13 +45,24 @@ def pooled_word_pieces(vectors, pieces, starts, words, word_counts, max_tokens, 
                 if taken == max_tokens:
                     break
                 taken += 1
-                token = pieces[p]
-                if token != unknown_id:
-                    for j in range(dim):
-                        acc[j] += vectors[token, j]
+                _add_vector(acc, vectors, pieces[p], unknown_id)
         first_word += word_counts[row]
-        norm = np.sqrt(np.sum(acc * acc))
-        if norm > 0.0:
-            for j in range(dim):
-                out[row, j] = acc[j] / norm
+        _store_normalised(out, row, acc)
     return out
+
+
+@njit(cache=True)
+def _add_vector(acc, vectors, token, unknown_id):
+    """``acc += vectors[token]`` in float64, element by element; the unknown token adds nothing."""
+    if token != unknown_id:
+        for j in range(acc.shape[0]):
+            acc[j] += vectors[token, j]
+
+
+@njit(cache=True)
+def _store_normalised(out, row, acc):
+    """``out[row] = acc / |acc|`` (float32); a zero sum leaves the row zero."""
+    norm = np.sqrt(np.sum(acc * acc))
+    if norm > 0.0:
+        for j in range(acc.shape[0]):
+            out[row, j] = acc[j] / norm
