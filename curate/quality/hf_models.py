@@ -19,12 +19,19 @@ Output struct ``<name>``: ``score`` (P(positive label), the expected label value
 class names, or the regression value), ``label`` (the arg-max class; null for regression) and
 ``probs`` (per-class probabilities in the model's label order; empty for regression).
 Texts are cut to the model window: the first window (``long_docs: first``) or the mean of the
-per-window probabilities / values over all windows (``long_docs: mean``). Inside each Arrow batch
-windows are sorted by length before batching (less padding) and results restored to input order.
+per-window probabilities / values over all windows (``long_docs: mean``).
+
+Every forward pass has a fixed shape, ``(rows, width)``: a window's width is its own token count
+rounded up to a bucket (:func:`bucket_width`), the rows a function of that width
+(:func:`rows_per_pass`); windows are grouped by width, a short last pass is filled with copies of
+its last row, and results are put back in input order. A window's scores
+are so a function of the window alone, not of which documents share its Arrow batch: the same bytes
+whatever the partitioning (on CPU; checked by tests/quality/test_hf_classify.py).
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -40,9 +47,11 @@ MANIFEST = "SHA256SUMS"
 HEAD_CONFIG = "curate_head.json"
 HEAD_WEIGHTS = "head.safetensors"
 LONG_DOCS = ("first", "mean")
+LAYOUTS = ("fixed", "sorted", "input")  # batch layouts of run_windows; only "fixed" is partition-independent
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 CHARS_PER_TOKEN_CAP = 64  # "first" never needs more characters than this per window token
+CPU_TOKENS_PER_PASS = 512  # on a CPU core, larger forward passes are no faster per token (docs/hf_classify.md)
 EMBEDDING = "embedding"  # an encoder without a head: forward() gives the pooled vectors
 FIELDS = {"score": "double", "label": "string", "probs": "array<float>"}
 
@@ -306,26 +315,63 @@ def windows_of(texts: Sequence[str], loaded: LoadedModel, long_docs: str) -> tup
     return list(encoded["input_ids"]), owner
 
 
-def run_windows(pieces: list[list[int]], loaded: LoadedModel, batch_size: int, *,
-                sort_by_length: bool = True) -> np.ndarray:
-    """Logits (n_windows, n_outputs) float32 in input order; batches of similar length when sorted."""
+def bucket_width(n_tokens: int, max_length: int) -> int:
+    """The padded width of a window of ``n_tokens``: rounded up to a multiple of 8 up to 64 tokens,
+    then of 16 up to 128, 32 up to 256, 64 up to 512 … (8 buckets per doubling, ~8% padding on
+    average), at most ``max_length``. It depends on the window alone."""
+    step = max(8, 1 << max(0, (n_tokens - 1).bit_length() - 3))
+    return min(max_length, -(-n_tokens // step) * step)
+
+
+def rows_per_pass(width: int, batch_size: int, device: str) -> int:
+    """Windows per forward pass of ``width``: ``batch_size`` on a GPU; on the CPU at most
+    :data:`CPU_TOKENS_PER_PASS` tokens (so a short last batch costs little), at least one row."""
+    return batch_size if device != "cpu" else max(1, min(batch_size, CPU_TOKENS_PER_PASS // width))
+
+
+def run_windows(pieces: list[list[int]], loaded: LoadedModel, batch_size: int, *, layout: str = "fixed") -> np.ndarray:
+    """Logits (n_windows, n_outputs) float32 in input order.
+
+    ``layout``: ``fixed`` (the default): every forward pass is ``(rows, width)``, both functions of
+    the width alone (windows grouped by :func:`bucket_width`, in input order within a bucket, passes of
+    :func:`rows_per_pass` windows, a short last pass filled with copies of its last row), so a window's
+    logits do not depend on the other windows passed with it.
+    ``sorted``: batches of windows sorted by length, padded to the longest (least padding, but the
+    shapes, and so the last bits, depend on the neighbours); ``input``: batches in input order.
+    """
     import torch
 
-    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i])) if sort_by_length else list(range(len(pieces)))
+    if layout not in LAYOUTS:
+        raise CurateError(f"hf_classify: layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
+    n = len(pieces)
+    if layout == "fixed":
+        widths = [bucket_width(len(p), loaded.max_length) for p in pieces]
+        order = sorted(range(n), key=widths.__getitem__)  # stable: input order inside a bucket
+        batches = []
+        for width, group in itertools.groupby(order, key=widths.__getitem__):
+            bucket, rows = list(group), rows_per_pass(width, batch_size, loaded.device)
+            batches += [bucket[start:start + rows] for start in range(0, len(bucket), rows)]
+    else:
+        order = sorted(range(n), key=lambda i: len(pieces[i])) if layout == "sorted" else list(range(n))
+        batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
     out: np.ndarray | None = None
     pad = loaded.tokenizer.pad_token_id
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(pieces[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
+    for chunk in batches:
+        if layout == "fixed":
+            width = widths[chunk[0]]
+            rows = chunk + [chunk[-1]] * (rows_per_pass(width, batch_size, loaded.device) - len(chunk))
+        else:
+            width = max(len(pieces[i]) for i in chunk)
+            rows = chunk
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, i in enumerate(rows):
             ids[row, :len(pieces[i])] = torch.tensor(pieces[i], dtype=torch.long)
             mask[row, :len(pieces[i])] = 1
         logits = loaded.forward(ids.to(loaded.device), mask.to(loaded.device))
         if out is None:
-            out = np.zeros((len(pieces), logits.shape[1]), dtype=np.float32)
-        out[chunk] = logits
+            out = np.zeros((n, logits.shape[1]), dtype=np.float32)
+        out[chunk] = logits[:len(chunk)]
     return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
@@ -358,8 +404,12 @@ def numeric_labels(labels: Sequence[str]) -> np.ndarray | None:
 
 
 def classify_texts(texts: Sequence[str | None], loaded: LoadedModel, *, positive: str | None = None,
-                   batch_size: int = 32, long_docs: str = "first", sort_by_length: bool = True) -> dict:
-    """``{"score", "label", "probs"}`` for ``texts`` (see the module docstring)."""
+                   batch_size: int = 32, long_docs: str = "first", layout: str = "fixed",
+                   sort_by_length: bool | None = None) -> dict:
+    """``{"score", "label", "probs"}`` for ``texts`` (see the module docstring); ``layout``: see
+    :func:`run_windows` (``sort_by_length=False``, the older spelling, means ``layout="input"``)."""
+    if sort_by_length is not None:
+        layout = "sorted" if sort_by_length else "input"
     if long_docs not in LONG_DOCS:
         raise CurateError(f"hf_classify: long_docs must be one of {', '.join(LONG_DOCS)}, got '{long_docs}'")
     texts = ["" if t is None else str(t) for t in texts]
@@ -368,7 +418,7 @@ def classify_texts(texts: Sequence[str | None], loaded: LoadedModel, *, positive
     if n == 0:
         return {"score": np.zeros(0), "label": [], "probs": np.zeros((0, width), np.float32)}
     pieces, owner = windows_of(texts, loaded, long_docs)
-    per_window = probabilities(run_windows(pieces, loaded, batch_size, sort_by_length=sort_by_length), loaded.task)
+    per_window = probabilities(run_windows(pieces, loaded, batch_size, layout=layout), loaded.task)
     sums = np.zeros((n, per_window.shape[1]), dtype=np.float64)
     np.add.at(sums, np.asarray(owner, dtype=np.int64), per_window)
     per_text = sums / np.bincount(owner, minlength=n)[:, None]

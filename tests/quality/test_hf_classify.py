@@ -12,6 +12,7 @@ from curate.core import CurateError
 from curate.quality.hf_classify import hf_classify
 from curate.quality.hf_models import (
     HFClassifier,
+    bucket_width,
     classify_texts,
     load_model,
     probabilities,
@@ -105,15 +106,27 @@ def test_matches_plain_transformers_and_beats_chance(model_dir, data):
     assert got["label"] == [loaded.labels[i] for i in want.argmax(axis=1)]
 
 
-def test_length_sorting_and_batch_size_do_not_change_results(model_dir, data):
+def test_bucket_widths():
+    assert [bucket_width(n, 512) for n in (1, 8, 9, 64, 65, 128, 129, 256, 257, 500)] == \
+        [8, 8, 16, 64, 80, 128, 160, 256, 320, 512]
+    assert bucket_width(60, 50) == 50 and bucket_width(130, 128) == 128
+
+
+def test_fixed_layout_is_independent_of_neighbours_and_agrees_with_other_layouts(model_dir, data):
     texts = data["test"][0]
     loaded = load_model(model_dir, device="cpu")
     pieces, _ = windows_of(texts, loaded, "first")
-    sorted_logits = run_windows(pieces, loaded, 8, sort_by_length=True)
-    plain = run_windows(pieces, loaded, 8, sort_by_length=False)
-    single = run_windows(pieces, loaded, 1)
-    np.testing.assert_allclose(sorted_logits, plain, atol=1e-5)
-    np.testing.assert_allclose(sorted_logits, single, atol=1e-5)
+    fixed = run_windows(pieces, loaded, 8)
+    # the same windows with other neighbours, in other orders, other batches: the same bytes
+    assert np.array_equal(run_windows(pieces[::-1], loaded, 8)[::-1], fixed)
+    assert np.array_equal(run_windows(pieces[1::3], loaded, 8), fixed[1::3])
+    assert np.array_equal(run_windows(pieces[5:6], loaded, 8), fixed[5:6])
+    # the other layouts (shapes chosen by the neighbours) agree to float32 rounding
+    for layout in ("sorted", "input"):
+        np.testing.assert_allclose(run_windows(pieces, loaded, 8, layout=layout), fixed, atol=1e-5)
+    np.testing.assert_allclose(run_windows(pieces, loaded, 1), fixed, atol=1e-5)
+    with pytest.raises(CurateError, match="layout must be one of"):
+        run_windows(pieces, loaded, 8, layout="random")
 
 
 def test_mean_of_windows(model_dir, data):
@@ -129,31 +142,33 @@ def test_mean_of_windows(model_dir, data):
     np.testing.assert_allclose(first["probs"][0], per_window[0], atol=1e-6)
 
 
-def test_spark_matches_python(spark, stage_ctx, model_dir, data):
+def test_spark_matches_python_and_is_byte_identical_across_partitionings(spark, stage_ctx, model_dir, data):
+    from curate.quality.score import score
+
     texts = data["test"][0] + [None, ""]
     rows = [(f"d{i:03d}", t) for i, t in enumerate(texts)]
     want = classify_texts(texts, load_model(model_dir, device="cpu"), batch_size=8)
-    df = spark.createDataFrame(rows, "id string, text string").repartition(1)  # one worker: one model load
+    df = spark.createDataFrame(rows, "id string, text string")
+    options = {"model": str(model_dir), "name": "q", "batch_size": 8, "device": "cpu"}
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     saved = spark.conf.get(key)
-    spark.conf.set(key, "7")  # Arrow batches (and so length-sorted batches) unlike the one Python batch
+    spark.conf.set(key, "5")  # Arrow batches unlike the one Python batch; 7 partitions give some of one row
+    outputs = {}
     try:
-        out = hf_classify(df, stage_ctx(), model=str(model_dir), name="q", batch_size=8, device="cpu")
-        got = {r["id"]: r["q"] for r in out.kept.collect()}
+        for parts in (1, 2, 7):  # 1 partition: as an entry of `score`, in one pass with a filter
+            out = (score(df.repartition(1), stage_ctx(), filters=["length", {"hf_classify": options}]) if parts == 1
+                   else hf_classify(df.repartition(parts), stage_ctx(), **options))
+            got = sorted((r["id"], r["q"]["score"], r["q"]["label"], r["q"]["probs"]) for r in out.kept.collect())
+            outputs[parts] = (np.asarray([g[1] for g in got], np.float64).tobytes(),
+                              np.asarray([g[3] for g in got], np.float32).tobytes(), [g[2] for g in got])
     finally:
         spark.conf.set(key, saved)
+    assert outputs[1] == outputs[2] == outputs[7]  # score and probs bytes, labels
     assert out.stats["labels"] == ["news", "benchmark"] and len(got) == len(rows)
-    for i, (doc_id, _) in enumerate(rows):
-        assert got[doc_id]["label"] == want["label"][i]
-        assert got[doc_id]["score"] == pytest.approx(want["score"][i], abs=1e-5)
-        np.testing.assert_allclose(got[doc_id]["probs"], want["probs"][i], atol=1e-5)
-    # the same scorer as an entry of `score`, in one pass with a filter
-    from curate.quality.score import score
-
-    both = score(df, stage_ctx(), filters=["length", {"hf_classify": {"model": str(model_dir), "name": "q",
-                                                                      "batch_size": 8, "device": "cpu"}}])
-    again = {r["id"]: (r["q"]["score"], r["length"]) for r in both.kept.collect()}
-    assert all(again[k][0] == pytest.approx(got[k]["score"], abs=1e-5) and again[k][1] is not None for k in got)
+    for i, (doc_id, _) in enumerate(rows):  # in-process (other torch threads): equal to float32 rounding
+        assert got[i][0] == doc_id and got[i][2] == want["label"][i]
+        assert got[i][1] == pytest.approx(want["score"][i], abs=1e-6)
+        np.testing.assert_allclose(got[i][3], want["probs"][i], atol=1e-6)
 
 
 def test_regression_model_gives_the_value(data, tmp_path):
