@@ -49,16 +49,17 @@ class ReadStep:
 
     def run(self, spark, target: str, cfg: str, fp: str, upstream=None, guard=lambda: None) -> dict:
         started, t0 = _now(), time.time()
-        result = read_documents(spark, self.p.input, listing=self.listing)
-        try:
-            quarantine_target = fs.join(fs.parent(target), QUARANTINE_DIR)
-            with stage_attempt(target) as work, stage_attempt(quarantine_target) as qwork:
+        quarantine_target = fs.join(fs.parent(target), QUARANTINE_DIR)
+        with stage_attempt(target) as work, stage_attempt(quarantine_target) as qwork:
+            # the parsed rows spill inside this attempt: every executor can reach it, and it is gone before the commit
+            result = read_documents(spark, self.p.input, listing=self.listing, scratch=work.path())
+            try:
                 outputs, stats = materialize_read(spark, result, work, qwork, self.p.output.rows_per_shard)
-                guard()
-                work.commit(manifest_for("read", 0, self.p.input.__dict__, cfg, fp, outputs, stats, started, t0,
-                                         input_root=str(result.root), input_files=result.files))
-        finally:
-            result.release()
+            finally:
+                result.release()
+            guard()
+            work.commit(manifest_for("read", 0, self.p.input.__dict__, cfg, fp, outputs, stats, started, t0,
+                                     input_root=str(result.root), input_files=result.files))
         return load_manifest(target)
 
 

@@ -13,17 +13,23 @@ from curate.io.shards import total_chars, write_shards
 QUARANTINE_ORDER = ["file", "line", "kind", "reason"]
 
 
-def write_verified(df, out_dir: str, *, order_by, rows_per_shard: int, fmt: str = "parquet"):
-    """Persist, count, write shards, and check the shards hold exactly the counted rows."""
+def write_verified(df, out_dir: str, *, order_by, rows_per_shard: int, fmt: str = "parquet", cache: bool = True):
+    """Count, write shards, and check the shards hold exactly the counted rows.
+
+    With ``cache`` the rows are persisted first, so an expensive ``df`` is computed once for the
+    count and the write; without it ``df`` is computed twice, which is cheaper when it is a scan
+    of files (the count then reads almost no columns)."""
     from pyspark import StorageLevel
 
-    df = df.persist(StorageLevel.DISK_ONLY)
+    if cache:
+        df = df.persist(StorageLevel.DISK_ONLY)
     try:
         rows = df.count()
         shards = write_shards(df, out_dir, order_by=order_by, rows_per_shard=rows_per_shard, fmt=fmt,
                               total_rows=rows)
     finally:
-        df.unpersist()
+        if cache:
+            df.unpersist()
     written = sum(s.rows for s in shards)
     if written != rows:
         raise RuntimeError(f"{out_dir}: wrote {written} rows, expected {rows}")
@@ -45,9 +51,10 @@ def materialize_read(spark, result, work, quarantine_work, rows_per_shard: int) 
     """
     repairs = repair_counts(result.docs)
     docs = result.docs.drop("repairs", "_file", "_line")
-    shards = write_verified(docs, work.path(DATA_DIR), order_by=ID, rows_per_shard=rows_per_shard)
+    scan = result.spill is not None  # spilled JSONL rows: recomputing is a file scan, cheaper than a cache
+    shards = write_verified(docs, work.path(DATA_DIR), order_by=ID, rows_per_shard=rows_per_shard, cache=not scan)
     data = work.entry(shards, docs.schema, "parquet")
-    quarantine = write_quarantine(spark, result.quarantine, quarantine_work, rows_per_shard)
+    quarantine = write_quarantine(spark, result.quarantine, quarantine_work, rows_per_shard, cache=not scan)
     rows_out = data["rows"]
     stats = {"files": len(result.files), "rows_in": rows_out + quarantine["records"], "rows_out": rows_out,
              "quarantined": quarantine["records"], "quarantine_reasons": quarantine["reasons"],
@@ -91,11 +98,11 @@ def skipped_types(reason: str) -> dict[str, int]:
     return {name: int(n) for name, _, n in pairs}
 
 
-def write_quarantine(spark, quarantine_df, work, rows_per_shard: int) -> dict:
+def write_quarantine(spark, quarantine_df, work, rows_per_shard: int, cache: bool = True) -> dict:
     """Write quarantine records as JSONL into ``work`` (``<output>/_quarantine/``), commit, count them."""
     df = quarantine_df.select(*QUARANTINE_COLUMNS)
     shards = write_verified(df, work.path(DATA_DIR), order_by=QUARANTINE_ORDER, rows_per_shard=rows_per_shard,
-                            fmt="jsonl")
+                            fmt="jsonl", cache=cache)
     entry = work.entry(shards, df.schema, "jsonl")
     by_kind, reasons, problems, skipped = summarize_quarantine(work.read(spark, entry)) if shards else ({}, {}, [], {})
     work.commit({"stage": "quarantine", "outputs": {"data": entry}, "stats": {"records": by_kind}})

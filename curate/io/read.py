@@ -16,6 +16,7 @@ import hashlib
 import os
 import posixpath
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from curate.io.jsonl import (
     split_fields,
     split_ranges,
 )
-from curate.io.shards import last_complete_stage, load_manifest, read_stage
+from curate.io.shards import last_complete_stage, load_manifest, read_files, read_stage
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd", ".json", ".json.gz", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
@@ -80,10 +81,15 @@ class ReadResult:
     root: str  # local directory or URI prefix the relative file names are under
     files: list[str]
     cached: list = field(default_factory=list)  # persisted frames to release after writing
+    spill: str | None = None  # parsed rows spilled by the JSONL reader, removed by release()
 
     def release(self) -> None:
+        """Free what the documents are computed from; call once they are written."""
         for df in self.cached:
             df.unpersist()
+        self.cached = []
+        if self.spill and fs.exists(self.spill):
+            fs.remove(self.spill, recursive=True)
 
 
 # ---------------------------------------------------------------- listing
@@ -129,12 +135,13 @@ def _format_of(rel: str) -> str:
 
 
 def _reader(fmt: str):
-    """The task-side reader of a format: ``(spark, root, files, infos, spec) -> (docs, quarantine, cached)``."""
+    """The task-side reader of Parquet or web archives: ``(spark, root, files, infos, spec) -> (docs,
+    quarantine, cached)`` (JSONL has its own, which also needs a spill location)."""
     if fmt in ("warc", "wet"):
         from curate.io.warc import read_web_archives  # needs curate[web]
 
         return read_web_archives
-    return _read_parquet if fmt == "parquet" else _read_jsonl
+    return _read_parquet
 
 
 def file_infos(root: str | Path, files: list[str]) -> list[dict]:
@@ -178,44 +185,46 @@ def materialize_builtin(spec: InputSpec, output_dir: str | Path) -> InputSpec:
 
 # ---------------------------------------------------------------- reading
 
-def read_documents(spark, spec: InputSpec, listing: tuple[str, list[str]] | None = None) -> ReadResult:
+def read_documents(spark, spec: InputSpec, listing: tuple[str, list[str]] | None = None,
+                   scratch: str | None = None) -> ReadResult:
     """Read raw input with full accounting: every line is a document or a quarantine record.
 
     ``listing`` — ``(root, relative files)`` fixed earlier (the read manifest's) — is read as
-    given, so files added to the input meanwhile do not change what a run reads.
+    given, so files added to the input meanwhile do not change what a run reads. ``scratch`` — a
+    path or URI every executor can write and read, e.g. under the read step's attempt — is where
+    the JSONL reader spills its parsed rows; by default a local temporary directory, which is
+    enough for a local master. :meth:`ReadResult.release` removes it.
     """
     root, files = listing if listing is not None else list_input_files(spec.path)
     root = str(root)
     fmt = detect_format(files, spec.format)
     infos = file_infos(root, files)
-    docs, quarantine, cached = _reader(fmt)(spark, root, files, infos, spec)
+    spill = None
+    if fmt == "jsonl":
+        spill = fs.join(scratch, "_parsed") if scratch else tempfile.mkdtemp(prefix="curate-read-")
+        docs, quarantine, cached = _read_jsonl(spark, root, files, infos, spec, spill)
+    else:
+        docs, quarantine, cached = _reader(fmt)(spark, root, files, infos, spec)
     docs, dup_quarantine, dup_cached = _quarantine_duplicate_ids(spark, docs)
     quarantine = quarantine.unionByName(dup_quarantine)
-    return ReadResult(docs, quarantine, root, list(files), cached + dup_cached)
+    return ReadResult(docs, quarantine, root, list(files), cached + dup_cached, spill)
 
 
-_PARSED_FIELDS = ["file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
-_REPORTED_FIELDS = ["unit", *_PARSED_FIELDS]
+_PARSED_FIELDS = ["unit", "file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
 _LONG_FIELDS = ("unit", "line")
+_UNIT_REPORT_SCHEMA = "unit long, newlines long, shapes string, reason string"
 MAX_SHAPES = 256  # distinct carried-field shapes per unit before falling back to a full inference pass
 
 
-def _ddl(fields: list[str]) -> str:
-    return ", ".join(f"{f} {'long' if f in _LONG_FIELDS else 'string'}" for f in fields)
-
-
-_PARSED_SCHEMA = _ddl(_PARSED_FIELDS)
-_REPORTED_SCHEMA = _ddl(_REPORTED_FIELDS)
-
-
-def _parsed_batch(rows: list[tuple], fields: list[str]):
-    """An Arrow batch of ``rows`` (tuples in the order of ``fields``)."""
+def _parsed_schema():
+    """Arrow schema of the parsed rows a unit spills (and Spark reads back)."""
     import pyarrow as pa
 
-    columns = list(zip(*rows))
-    return pa.RecordBatch.from_arrays(
-        [pa.array(col, pa.int64() if f in _LONG_FIELDS else pa.large_string()) for f, col in zip(fields, columns)],
-        names=fields)
+    return pa.schema([(f, pa.int64() if f in _LONG_FIELDS else pa.string()) for f in _PARSED_FIELDS])
+
+
+def spill_name(index: int) -> str:
+    return f"unit-{index:05d}.parquet"
 
 
 def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
@@ -232,52 +241,77 @@ def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
     return line_no, "file", None, None, None, fields[1], None, None
 
 
-def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, fingerprint: str,
-                      batch_bytes: int = 32 << 20, report: bool = False):
-    """mapInArrow function: partition i parses unit i into Arrow batches of parsed rows.
+def unit_rows(root: str, unit: tuple, opts: ParseOptions, fast, tally: dict, shapes: set | None):
+    """The parsed rows ``(line, kind, id, …)`` of one unit ``(rel, start, end, newlines_before)``.
 
-    A unit is ``(rel, start, end, newlines_before)``; ``end < 0`` means the whole file. A split
-    whose ``newlines_before`` is not known yet (``< 0``) numbers its lines as if it were 0 and
-    leaves the ids it must generate null: :func:`_placed` moves them into place once the splits'
-    newline counts are known. With ``report``, each row starts with its unit index and each unit
-    ends with one row of kind ``unit``: the newlines of its byte range in ``line`` and the distinct
-    shapes of its carried fields (:func:`curate.io.jsonl.shape`) in ``extra``, one per line — or
-    ``reason = "too_many_shapes"``. Lines go through the fast decoder with a per-line fallback
-    (:func:`curate.io.jsonl.line_fields`), so the rows are those of the reference parse.
-    ``fingerprint`` is unused by the function itself: it makes the plan of a changed input
-    differ from a cached one, so Spark never serves stale cached rows.
+    ``end < 0`` reads the whole file. A split whose ``newlines_before`` is not known yet (``< 0``)
+    numbers its lines as if it were 0 and leaves the ids it must generate null (:func:`_placed`
+    moves them into place later). When done, ``tally["newlines"]`` holds the newlines of a split's
+    byte range, and ``shapes`` (unless None) the distinct shapes of the carried fields
+    (:func:`curate.io.jsonl.shape`) — cleared to signal more than ``MAX_SHAPES``.
     """
-    fields = _REPORTED_FIELDS if report else _PARSED_FIELDS
+    rel, start, end, before = unit
+    uri = fs.join(root, rel)
+    lines = file_fields(uri, opts, fast) if end < 0 else split_fields(uri, start, end, max(before, 0), opts, fast,
+                                                                      tally)
+    known = end < 0 or before >= 0
+    for line_no, parsed in lines:
+        if shapes is not None and parsed[0] == "doc" and parsed[3]:
+            shapes.add(shape(parsed[3]))
+            if len(shapes) > MAX_SHAPES:
+                tally["too_many_shapes"] = True
+                shapes = None
+        yield _row(line_no, parsed, rel, known)
 
-    def lines(rel: str, start: int, end: int, before: int, fast, tally: dict):
-        uri = fs.join(root, rel)
-        if end < 0:
-            return file_fields(uri, opts, fast)
-        return split_fields(uri, start, end, max(before, 0), opts, fast, tally)
 
-    def run(batches, _fingerprint=fingerprint):
+def _spill_unit(path: str, rows, head: tuple, batch_rows: int = 2000, batch_bytes: int = 16 << 20) -> None:
+    """Write ``head + row`` for every row as one Parquet file (uncompressed: it is read once, soon)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _parsed_schema()
+
+    def table(buffered):
+        return pa.Table.from_arrays([pa.array(col, f.type) for f, col in zip(schema, zip(*buffered))], schema=schema)
+
+    with fs.open_file(path, "wb") as sink, pq.ParquetWriter(sink, schema, compression="none") as writer:
+        buffered, size = [], 0
+        for row in rows:
+            buffered.append(head + row)
+            size += len(row[3] or "") + len(row[4] or "")
+            if len(buffered) >= batch_rows or size >= batch_bytes:
+                writer.write_table(table(buffered))
+                buffered, size = [], 0
+        writer.write_table(table(buffered) if buffered else schema.empty_table())
+
+
+def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, spill: str):
+    """mapInArrow function: partition i parses unit i and spills its rows to ``<spill>/unit-<i>.parquet``.
+
+    Lines go through the fast decoder with a per-line fallback (:func:`curate.io.jsonl.line_fields`),
+    so the rows are those of the reference parse. Each unit yields one report row: the newlines of
+    its byte range and the distinct shapes of its carried fields, one per line — or ``reason =
+    "too_many_shapes"``. The rows themselves never pass through the JVM here: Spark reads the
+    spilled files back column by column (a count reads no text at all).
+    """
+    def run(batches):
+        import pyarrow as pa
+
         fast = fast_decoder()
+        reports = []
         for batch in batches:
             for index in batch.column(0).to_pylist():
-                rel, start, end, before = units[index]
-                head = (index, rel) if report else (rel,)
-                rows, size, tally, shapes = [], 0, {}, set()
-                for line_no, parsed in lines(rel, start, end, before, fast, tally):
-                    if report and shapes is not None and parsed[0] == "doc" and parsed[3]:
-                        shapes.add(shape(parsed[3]))
-                        shapes = shapes if len(shapes) <= MAX_SHAPES else None
-                    row = _row(line_no, parsed, rel, end < 0 or before >= 0)
-                    rows.append(head + row)
-                    size += len(row[3] or "") + len(row[4] or "")
-                    if len(rows) >= 2000 or size >= batch_bytes:
-                        yield _parsed_batch(rows, fields)
-                        rows, size = [], 0
-                if report:
-                    rows.append((index, rel, tally.get("newlines", 0), "unit", None, None,
-                                 "\n".join(sorted(shapes)) if shapes else None,
-                                 None if shapes is not None else "too_many_shapes", None, None))
-                if rows:
-                    yield _parsed_batch(rows, fields)
+                tally, shapes = {}, set()
+                rows = unit_rows(root, units[index], opts, fast, tally, shapes)
+                _spill_unit(fs.join(spill, spill_name(index)), rows, (index, units[index][0]))
+                many = tally.get("too_many_shapes", False)
+                reports.append((index, tally.get("newlines", 0), None if many else "\n".join(sorted(shapes)) or None,
+                                "too_many_shapes" if many else None))
+        if reports:
+            cols = list(zip(*reports))
+            yield pa.RecordBatch.from_arrays([pa.array(cols[0], pa.int64()), pa.array(cols[1], pa.int64()),
+                                              pa.array(cols[2], pa.string()), pa.array(cols[3], pa.string())],
+                                             names=["unit", "newlines", "shapes", "reason"])
 
     return run
 
@@ -315,21 +349,21 @@ def number_units(units: list[tuple[str, int, int, int]], counts: dict[int, int])
     return numbered
 
 
-def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: InputSpec):
-    """One Spark job parses every unit (split or whole file) and caches the rows; the driver
-    then places the splits' lines from their newline counts and infers the carried columns'
-    schema from their shapes — no second pass over the input or the parsed rows."""
-    from pyspark import StorageLevel
+def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: InputSpec, spill: str):
+    """One Spark job parses every unit (split or whole file) and spills its rows under ``spill``;
+    the driver then places the splits' lines from their newline counts and infers the carried
+    columns' schema from their shapes — no second pass over the input or the parsed rows."""
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
 
     opts = ParseOptions(spec.text_field, spec.id_field, spec.utf8)
     units = jsonl_units(files, infos, spec.split_size)
-    fingerprint = fingerprint_files(root, files, infos)
-    parsed = (_map_units(spark, len(units), _parse_partitions(root, units, opts, fingerprint, report=True),
-                         _REPORTED_SCHEMA).persist(StorageLevel.DISK_ONLY))
-    reports = parsed.filter(F.col("kind") == "unit").select("unit", "line", "extra", "reason").collect()
-    units = number_units(units, {r.unit: r.line for r in reports})
-    rows = _placed(spark, parsed.filter(F.col("kind") != "unit"), units)
+    fs.makedirs(spill)
+    reports = _map_units(spark, len(units), _parse_partitions(root, units, opts, spill), _UNIT_REPORT_SCHEMA).collect()
+    units = number_units(units, {r.unit: r.newlines for r in reports})
+    parsed = read_files(spark, [fs.join(spill, spill_name(i)) for i in range(len(units))], "parquet",
+                        from_arrow_schema(_parsed_schema()))
+    rows = _placed(spark, parsed, units)
     good = rows.filter(F.col("kind") == "doc")
     quarantine = rows.filter(F.col("kind") != "doc").select(*QUARANTINE_COLUMNS)
     docs = good.select(ID, TEXT, "extra", "repairs", F.col("file").alias("_file"), F.col("line").alias("_line"))
@@ -339,7 +373,7 @@ def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: Inp
             ID, TEXT, "_x.*", "repairs", "_file", "_line")
     else:
         docs = docs.drop("extra")
-    return docs, quarantine, [parsed]
+    return docs, quarantine, []
 
 
 def _placed(spark, rows, units: list[tuple]):
@@ -364,7 +398,7 @@ def _carried_schema(spark, reports, good):
     if any(r.reason == "too_many_shapes" for r in reports):
         extras = good.select("extra").filter(F.col("extra").isNotNull())
         return spark.read.json(extras).schema if extras.limit(1).count() else None
-    shapes = sorted({s for r in reports if r.extra for s in r.extra.split("\n")})
+    shapes = sorted({s for r in reports if r.shapes for s in r.shapes.split("\n")})
     if not shapes:
         return None
     return spark.read.json(spark.createDataFrame([(s,) for s in shapes], "value string")).schema

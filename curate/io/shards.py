@@ -263,23 +263,26 @@ def shard_uris(stage_dir: str | Path, entry: dict) -> list[str]:
 
 
 def read_shards(spark, stage_dir: str | Path, entry: dict):
-    """The one reader of stage outputs: the shards listed in a manifest ``entry`` as a DataFrame.
-
-    Local shards go through Spark's native readers; object-store shards are read inside the
-    tasks with pyarrow through fsspec (one task per shard), so no Hadoop connector is needed.
-    """
+    """The one reader of stage outputs: the shards listed in a manifest ``entry`` as a DataFrame."""
     from pyspark.sql.types import StructType
 
-    schema = StructType.fromJson(entry["schema"])
-    files = shard_uris(stage_dir, entry)
+    return read_files(spark, shard_uris(stage_dir, entry), entry["format"], StructType.fromJson(entry["schema"]))
+
+
+def read_files(spark, files: list[str], fmt: str, schema):
+    """Parquet or JSONL ``files`` (paths or URIs) as a DataFrame of ``schema``.
+
+    Local files go through Spark's native readers; object-store files are read inside the
+    tasks with pyarrow through fsspec (one task per file), so no Hadoop connector is needed.
+    """
     if not files:
         return spark.createDataFrame([], schema)
     if not any(fs.is_remote(f) for f in files):
         reader = spark.read.schema(schema)
         local = [fs.strip_file_scheme(f) for f in files]
-        return reader.parquet(*local) if entry["format"] == "parquet" else reader.json(*local)
+        return reader.parquet(*local) if fmt == "parquet" else reader.json(*local)
     return (spark.range(0, len(files), 1, numPartitions=len(files))
-            .mapInArrow(_shard_reader(files, entry["format"], schema), schema))
+            .mapInArrow(_shard_reader(files, fmt, schema), schema))
 
 
 def _shard_reader(files: list[str], fmt: str, schema):

@@ -1,7 +1,7 @@
 """Input through URIs: listing, fingerprints and the Spark task functions over a real S3-API
 server (moto on 127.0.0.1), plus one-line errors for stores that cannot be used.
 
-The task functions (``_parse_partitions``, ``_row_group_batches``) are called here in the test
+The task functions (``_parse_partitions``, which spills its rows, ``_row_group_batches``) are called here in the test
 process, as a Spark task would call them: executors read the AWS_* variables of their own
 environment, which a local[2] session started before this module cannot pick up; the whole
 pipeline from ``s3://`` on a real cluster is tests/cluster's.
@@ -30,6 +30,7 @@ from curate.io.read import (
     list_input_files,
     number_units,
     parquet_units,
+    spill_name,
 )
 
 s3server = pytest.importorskip("s3server")
@@ -95,19 +96,26 @@ def run_task(fn, count: int) -> list[dict]:
     return [row for batch in batches for row in batch.to_pylist()]
 
 
-def parsed_rows(root: str, rel: str, split_size: int) -> list[dict]:
+def parsed_rows(root: str, rel: str, split_size: int, spill: str) -> list[dict]:
+    """The rows the parse tasks spill under ``spill`` (a path or URI), without their unit index."""
     files = [rel]
     units = jsonl_units(files, file_infos(root, files), split_size)
     counts = {i: count_newlines(fs.join(root, u[0]), u[1], u[2]) for i, u in enumerate(units)}
-    return run_task(_parse_partitions(root, number_units(units, counts), ParseOptions(), "fp"), len(units))
+    reports = run_task(_parse_partitions(root, number_units(units, counts), ParseOptions(), spill), len(units))
+    assert [r["unit"] for r in reports] == list(range(len(units)))
+    rows = []
+    for i in range(len(units)):
+        with fs.open_file(fs.join(spill, spill_name(i)), "rb") as fh:
+            rows += [{k: v for k, v in r.items() if k != "unit"} for r in pq.read_table(fh).to_pylist()]
+    return rows
 
 
-def test_split_jsonl_tasks_read_s3_like_local_files(s3_input):
+def test_split_jsonl_tasks_read_and_spill_on_s3_like_local_files(s3_input, bucket, tmp_path):
     local, remote = s3_input
-    whole_local = parsed_rows(local, "a.jsonl", 1 << 30)
+    whole_local = parsed_rows(local, "a.jsonl", 1 << 30, str(tmp_path / "whole"))
     assert len(whole_local) == 43 and whole_local[-1]["id"] == "a.jsonl:43"
-    assert parsed_rows(remote, "a.jsonl", 1024) == whole_local
-    assert parsed_rows(remote, "a.jsonl", 1 << 30) == whole_local
+    assert parsed_rows(remote, "a.jsonl", 1024, f"{bucket}/spill/split") == whole_local
+    assert parsed_rows(remote, "a.jsonl", 1 << 30, f"{bucket}/spill/whole") == whole_local
 
 
 def parquet_rows(root: str, split_size: int) -> list[dict]:
