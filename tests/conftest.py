@@ -15,7 +15,11 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # standalone executors, master and workers inherit it): the tests' JVMs live for minutes on
 # small data, where C2 compilation and parallel GC threads cost more CPU than they win back.
 # Measured on a 4-stage pipeline of 80 documents: 96 -> 47 CPU s. Results do not depend on it.
-os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+# The free-ratio flags let the serial GC hand heap back after a full collection: up to ~10 JVMs
+# live at once (two test sessions, a cluster, `curate run` subprocesses) on a 24 GiB machine,
+# and one suite run had the kernel's OOM killer end a test session's JVM at 5 GB resident.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+                                           " -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=30")
 
 
 def _import_top_level_filters() -> None:

@@ -404,12 +404,9 @@ def numeric_labels(labels: Sequence[str]) -> np.ndarray | None:
 
 
 def classify_texts(texts: Sequence[str | None], loaded: LoadedModel, *, positive: str | None = None,
-                   batch_size: int = 32, long_docs: str = "first", layout: str = "fixed",
-                   sort_by_length: bool | None = None) -> dict:
+                   batch_size: int = 32, long_docs: str = "first", layout: str = "fixed") -> dict:
     """``{"score", "label", "probs"}`` for ``texts`` (see the module docstring); ``layout``: see
-    :func:`run_windows` (``sort_by_length=False``, the older spelling, means ``layout="input"``)."""
-    if sort_by_length is not None:
-        layout = "sorted" if sort_by_length else "input"
+    :func:`run_windows`."""
     if long_docs not in LONG_DOCS:
         raise CurateError(f"hf_classify: long_docs must be one of {', '.join(LONG_DOCS)}, got '{long_docs}'")
     texts = ["" if t is None else str(t) for t in texts]
