@@ -29,25 +29,17 @@ thread, ``RAYON_NUM_THREADS=1``, ``NUMBA_NUM_THREADS=1``.
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import os
+import time
+from collections import Counter
+from pathlib import Path
 
-os.environ.setdefault("RAYON_NUM_THREADS", "1")  # before tokenizers starts its thread pool
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+import numpy as np
+from one_core import DATA  # pins the thread pools before tokenizers or numba starts one
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 FRACTIONS = (0.01, 0.05, 0.1, 0.25)
 SCIENCE = ["college_biology", "high_school_biology", "college_physics", "high_school_physics", "conceptual_physics",
            "college_chemistry", "high_school_chemistry", "astronomy", "anatomy", "medical_genetics", "virology",

@@ -23,24 +23,15 @@ for MiniLM and for the static model, and the overlap of the two models' neighbou
 """
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
+import time
+from collections import Counter
 
-os.environ.setdefault("RAYON_NUM_THREADS", "1")  # before tokenizers starts its thread pool
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+import numpy as np
+from one_core import DATA  # pins the thread pools before tokenizers or numba starts one
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 NEIGHBOURS = 10
 
 
