@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,7 +25,8 @@ SIDECAR_SUFFIX = ".sha256"
 TOKENIZER_FILE = "tokenizer.json"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, expected) -> verified sha256
-_LOADED: dict[tuple[str, str, str], Any] = {}  # (kind, path, sha256) -> loaded model or tokenizer
+_LOADED: OrderedDict[tuple[str, str, str], Any] = OrderedDict()  # (kind, path, sha256) -> model or tokenizer
+LOADED_LIMIT = 4  # loaded models kept per process, least recently used dropped first
 _FETCHER: list = []  # how a URI becomes a local file: registered by curate.io.fs (never imported here)
 
 
@@ -141,11 +143,26 @@ def load_fasttext(path: str | Path, *, what: str = "fastText model") -> tuple[An
     """
     path = local_file(path).expanduser().resolve()
     key = ("fasttext", str(path), verify_file(path, what=what))
-    if key not in _LOADED:
+
+    def load():
         import fasttext
 
-        _LOADED[key] = fasttext.load_model(str(path))
-    return _LOADED[key], key[2]
+        return fasttext.load_model(str(path))
+
+    return _loaded(key, load), key[2]
+
+
+def _loaded(key: tuple[str, str, str], load) -> Any:
+    """What ``load()`` returns for ``key``, loaded once and kept while it is among the
+    ``LOADED_LIMIT`` most recently used: a Spark worker lives across stages, and keeping every
+    model it ever loaded grew test workers to 1.7 GB each."""
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    _LOADED[key] = value = load()
+    while len(_LOADED) > LOADED_LIMIT:
+        _LOADED.popitem(last=False)
+    return value
 
 
 def tokenizer_file(path: str | Path) -> Path:
@@ -165,11 +182,13 @@ def load_tokenizer(path: str | Path, *, required_token: str | None = None):
         raise CurateError(f"tokenizer not found: {path} (expected a tokenizers tokenizer.json; "
                           "train one with `curate tokenizer train`)")
     key = ("tokenizer", str(path), verify_file(path, what="tokenizer"))
-    if key not in _LOADED:
+
+    def load():
         from tokenizers import Tokenizer
 
-        _LOADED[key] = Tokenizer.from_file(str(path))
-    tok = _LOADED[key]
+        return Tokenizer.from_file(str(path))
+
+    tok = _loaded(key, load)
     if required_token is not None and tok.token_to_id(required_token) is None:
         raise CurateError(f"{path} has no {required_token} token; train it with `curate tokenizer train`")
     return tok

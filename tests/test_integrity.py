@@ -150,6 +150,28 @@ def test_tokenizer_loader_used_by_budgets_mixtures_and_shards(tokenizer, tmp_pat
         count_tokens(["x"], str(bare))
 
 
+def test_a_process_keeps_only_the_most_recently_used_tokenizers(tokenizer, tmp_path):
+    """Loaded models are kept per process (one load per Spark worker), but only the
+    ``LOADED_LIMIT`` most recently used: a long-lived worker must not hold every model it saw."""
+    from curate import integrity
+
+    copies = []
+    for i in range(integrity.LOADED_LIMIT + 1):
+        path = tmp_path / f"t{i}" / "tokenizer.json"
+        path.parent.mkdir()
+        shutil.copyfile(tokenizer, path)
+        shutil.copyfile(sidecar_path(tokenizer), sidecar_path(path))
+        copies.append(path)
+    first = load_tokenizer(copies[0])
+    assert load_tokenizer(copies[0]) is first  # a hit: not loaded again
+    for path in copies[1:]:
+        load_tokenizer(path)
+    kept = [key[1] for key in integrity._LOADED if key[0] == "tokenizer"]
+    assert len(integrity._LOADED) <= integrity.LOADED_LIMIT and str(copies[0].resolve()) not in kept
+    assert str(copies[-1].resolve()) in kept
+    assert load_tokenizer(copies[0]) is not first  # dropped, so loaded again (and verified again)
+
+
 def test_token_shards_carry_a_verified_tokenizer(tokenizer, tmp_path):
     from curate.train.shards import write_token_shards
 

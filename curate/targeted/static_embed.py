@@ -16,6 +16,7 @@ and numba only (no torch); distilling needs ``model2vec`` and torch (the ``embed
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -118,29 +119,24 @@ def load_static_embedder(model_dir: str | os.PathLike, max_tokens: int = DEFAULT
     return _load(str(path), digest, max_tokens)
 
 
-_CACHE: dict[tuple[str, str, int], StaticEmbedder] = {}
-
-
+@functools.lru_cache(maxsize=2)  # once per process and content; a worker rarely needs more than one at a time
 def _load(path: str, digest: str, max_tokens: int) -> StaticEmbedder:
-    key = (path, digest, max_tokens)
-    if key not in _CACHE:
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
 
-        tensors = load_file(str(Path(path) / WEIGHTS))
-        if "embeddings" not in tensors:
-            raise CurateError(f"static model {path}: {WEIGHTS} has no 'embeddings' tensor; distil it with "
-                              "`curate embed distill`")
-        tokenizer = Tokenizer.from_file(str(Path(path) / TOKENIZER))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        vectors = token_vectors(tensors)
-        if tokenizer.get_vocab_size() > vectors.shape[0]:
-            raise CurateError(f"static model {path}: its tokenizer has {tokenizer.get_vocab_size()} tokens but "
-                              f"{WEIGHTS} only {vectors.shape[0]} vectors; they do not belong together")
-        memo = WordPieces(tokenizer) if is_bert_wordpiece(tokenizer) else None
-        _CACHE[key] = StaticEmbedder(tokenizer, vectors, _unknown_id(tokenizer), max_tokens, digest, memo)
-    return _CACHE[key]
+    tensors = load_file(str(Path(path) / WEIGHTS))
+    if "embeddings" not in tensors:
+        raise CurateError(f"static model {path}: {WEIGHTS} has no 'embeddings' tensor; distil it with "
+                          "`curate embed distill`")
+    tokenizer = Tokenizer.from_file(str(Path(path) / TOKENIZER))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    vectors = token_vectors(tensors)
+    if tokenizer.get_vocab_size() > vectors.shape[0]:
+        raise CurateError(f"static model {path}: its tokenizer has {tokenizer.get_vocab_size()} tokens but "
+                          f"{WEIGHTS} only {vectors.shape[0]} vectors; they do not belong together")
+    memo = WordPieces(tokenizer) if is_bert_wordpiece(tokenizer) else None
+    return StaticEmbedder(tokenizer, vectors, _unknown_id(tokenizer), max_tokens, digest, memo)
 
 
 def token_vectors(tensors: dict[str, np.ndarray]) -> np.ndarray:
