@@ -153,12 +153,12 @@ def test_iclm_order_runs_on_a_small_slice(spark, tmp_path, shared_data):
 
 @pytest.mark.slow
 def test_benchmark_targeted_runs_on_a_small_slice(spark, tmp_path, shared_data):
-    """Decontamination + BETR (embeddings, FAISS, fastText) on 150 real ABC science/news stories."""
+    """Decontamination + BETR (embeddings, FAISS, fastText) on 80 real ABC science/news stories."""
     m = run_example("benchmark_targeted", spark, tmp_path,
-                    _slice(shared_data, "nltk_abc.jsonl", 150, tmp_path / "abc.jsonl"),
+                    _slice(shared_data, "nltk_abc.jsonl", 80, tmp_path / "abc.jsonl"),
                     {"decontaminate": {"benchmarks": [{"path": "../../shared/data/benchmarks/arc_challenge.jsonl",
                                                        "template": "{query}", "split": "test"}]},
-                     "benchmark_similarity": {"examples_per_benchmark": 50, "sample_size": 150,
+                     "benchmark_similarity": {"examples_per_benchmark": 50, "sample_size": 80,
                                               "keep_tokens_fraction": 0.3}})
     decon, betr = m["02-decontaminate"]["stats"], m["03-benchmark_similarity"]["stats"]
     assert decon["rows_in"] == decon["rows_out"] + sum(decon["rejected"].values())

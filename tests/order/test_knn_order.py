@@ -101,14 +101,14 @@ def test_near_duplicates_are_never_adjacent(spark, stage_ctx, tmp_path):
 
 
 @pytest.mark.slow
-def test_partitioned_path_on_200k_vectors_is_a_permutation_with_bounded_clusters(spark, stage_ctx, tmp_path):
-    n, dim = 200_000, 64
+def test_partitioned_path_on_100k_vectors_is_a_permutation_with_bounded_clusters(spark, stage_ctx, tmp_path):
+    n, dim = 100_000, 64
     df = vector_docs(spark, n, dim, topics=400, partitions=4)
-    out, _ = run(stage_ctx, tmp_path, df, k=5, cluster_size=25_000, stats_sample=5_000)
+    out, _ = run(stage_ctx, tmp_path, df, k=5, cluster_size=12_500, stats_sample=5_000)
     rows = out.kept.select("order").agg({"order": "max"}).first()[0], out.kept.count()
     assert rows == (n - 1, n)
     assert out.kept.select("order").distinct().count() == n
-    assert out.stats["clusters"] == 8 and out.stats["largest_cluster"] < 3 * 25_000
+    assert out.stats["clusters"] == 8 and out.stats["largest_cluster"] < 3 * 12_500
     assert out.stats["mean_adjacent_similarity"] > out.stats["random_mean_adjacent_similarity"] + 0.5
 
 
