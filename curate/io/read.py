@@ -200,19 +200,22 @@ def read_documents(spark, spec: InputSpec, listing: tuple[str, list[str]] | None
     fmt = detect_format(files, spec.format)
     infos = file_infos(root, files)
     spill = None
+    ids_unique = False
     if fmt == "jsonl":
         spill = fs.join(scratch, "_parsed") if scratch else tempfile.mkdtemp(prefix="curate-read-")
-        docs, quarantine, cached = _read_jsonl(spark, root, files, infos, spec, spill)
+        docs, quarantine, cached, ids_unique = _read_jsonl(spark, root, files, infos, spec, spill)
     else:
         docs, quarantine, cached = _reader(fmt)(spark, root, files, infos, spec)
-    docs, dup_quarantine, dup_cached = _quarantine_duplicate_ids(spark, docs)
-    quarantine = quarantine.unionByName(dup_quarantine)
-    return ReadResult(docs, quarantine, root, list(files), cached + dup_cached, spill)
+    if not ids_unique:
+        docs, dup_quarantine, dup_cached = _quarantine_duplicate_ids(spark, docs)
+        quarantine, cached = quarantine.unionByName(dup_quarantine), cached + dup_cached
+    return ReadResult(docs, quarantine, root, list(files), cached, spill)
 
 
 _PARSED_FIELDS = ["unit", "file", "line", "kind", "id", "text", "extra", "reason", "snippet", "repairs"]
 _LONG_FIELDS = ("unit", "line")
-_UNIT_REPORT_SCHEMA = "unit long, newlines long, shapes string, reason string"
+_UNIT_REPORT_SCHEMA = "unit long, newlines long, shapes string, reason string, ids long, unsure boolean"
+MAX_HASHED_IDS = 1 << 24  # ids the driver checks itself (8 bytes each); more go through Spark's groupBy
 MAX_SHAPES = 256  # distinct carried-field shapes per unit before falling back to a full inference pass
 
 
@@ -223,8 +226,58 @@ def _parsed_schema():
     return pa.schema([(f, pa.int64() if f in _LONG_FIELDS else pa.string()) for f in _PARSED_FIELDS])
 
 
-def spill_name(index: int) -> str:
-    return f"unit-{index:05d}.parquet"
+def spill_name(index: int, suffix: str = "parquet") -> str:
+    return f"unit-{index:05d}.{suffix}"
+
+
+def id_hash(doc_id: str) -> int:
+    """A stable 64-bit hash of a document id (the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+class IdTally:
+    """The 64-bit hashes of a unit's document ids, taken as its parsed rows stream past.
+
+    ``unsure`` is set by an input id of the form ``<split file>:<line>``: the reader generates such
+    ids for a split's id-less lines only on the driver, so the hashes cannot rule a clash out.
+    """
+
+    def __init__(self, split_files: frozenset[str]):
+        self.split_files, self.hashes, self.unsure = split_files, [], False
+
+    def watch(self, rows):
+        for row in rows:
+            doc_id = row[2]  # (line, kind, id, ...): see _row
+            if doc_id is not None:
+                self.hashes.append(id_hash(doc_id))
+                if not self.unsure and looks_generated(doc_id, self.split_files):
+                    self.unsure = True
+            yield row
+
+    def save(self, path: str) -> None:
+        import numpy as np
+
+        fs.write_bytes(path, np.array(self.hashes, dtype="<u8").tobytes())
+
+
+def looks_generated(doc_id: str, files: frozenset[str]) -> bool:
+    name, sep, line = doc_id.rpartition(":")
+    return bool(sep) and line.isdigit() and name in files
+
+
+def ids_are_unique(reports, spill: str, limit: int = MAX_HASHED_IDS) -> bool:
+    """True when no two documents of a JSONL read can share an id: their hashes (saved by each
+    unit's :class:`IdTally`) are all distinct. False — the caller then checks exactly, with Spark —
+    when some hashes repeat (a duplicate id, or a rare hash collision), a unit is unsure, or there
+    are more than ``limit`` ids (the driver would hold 8 bytes per id)."""
+    import numpy as np
+
+    if any(r.unsure for r in reports) or sum(r.ids for r in reports) > limit:
+        return False
+    hashes = np.concatenate([np.frombuffer(fs.read_bytes(fs.join(spill, spill_name(r.unit, "ids"))), "<u8")
+                             for r in reports] or [np.zeros(0, "<u8")])
+    hashes.sort()
+    return not bool(np.any(hashes[1:] == hashes[:-1]))
 
 
 def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
@@ -291,9 +344,12 @@ def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, spill: 
     Lines go through the fast decoder with a per-line fallback (:func:`curate.io.jsonl.line_fields`),
     so the rows are those of the reference parse. Each unit yields one report row: the newlines of
     its byte range and the distinct shapes of its carried fields, one per line — or ``reason =
-    "too_many_shapes"``. The rows themselves never pass through the JVM here: Spark reads the
+    "too_many_shapes"``, and the count of its ids, whose hashes it saves beside its rows
+    (:class:`IdTally`). The rows themselves never pass through the JVM here: Spark reads the
     spilled files back column by column (a count reads no text at all).
     """
+    split_files = frozenset(rel for rel, _, end, _ in units if end >= 0)
+
     def run(batches):
         import pyarrow as pa
 
@@ -301,17 +357,18 @@ def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, spill: 
         reports = []
         for batch in batches:
             for index in batch.column(0).to_pylist():
-                tally, shapes = {}, set()
-                rows = unit_rows(root, units[index], opts, fast, tally, shapes)
+                tally, shapes, ids = {}, set(), IdTally(split_files)
+                rows = ids.watch(unit_rows(root, units[index], opts, fast, tally, shapes))
                 _spill_unit(fs.join(spill, spill_name(index)), rows, (index, units[index][0]))
+                ids.save(fs.join(spill, spill_name(index, "ids")))
                 many = tally.get("too_many_shapes", False)
                 reports.append((index, tally.get("newlines", 0), None if many else "\n".join(sorted(shapes)) or None,
-                                "too_many_shapes" if many else None))
+                                "too_many_shapes" if many else None, len(ids.hashes), ids.unsure))
         if reports:
             cols = list(zip(*reports))
-            yield pa.RecordBatch.from_arrays([pa.array(cols[0], pa.int64()), pa.array(cols[1], pa.int64()),
-                                              pa.array(cols[2], pa.string()), pa.array(cols[3], pa.string())],
-                                             names=["unit", "newlines", "shapes", "reason"])
+            types = [pa.int64(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.bool_()]
+            yield pa.RecordBatch.from_arrays([pa.array(c, t) for c, t in zip(cols, types)],
+                                             names=["unit", "newlines", "shapes", "reason", "ids", "unsure"])
 
     return run
 
@@ -351,8 +408,9 @@ def number_units(units: list[tuple[str, int, int, int]], counts: dict[int, int])
 
 def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: InputSpec, spill: str):
     """One Spark job parses every unit (split or whole file) and spills its rows under ``spill``;
-    the driver then places the splits' lines from their newline counts and infers the carried
-    columns' schema from their shapes — no second pass over the input or the parsed rows."""
+    the driver then places the splits' lines from their newline counts, infers the carried
+    columns' schema from their shapes and rules duplicate ids out from their hashes — no second
+    pass over the input or the parsed rows. Returns ``(docs, quarantine, cached, ids_unique)``."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -373,7 +431,7 @@ def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: Inp
             ID, TEXT, "_x.*", "repairs", "_file", "_line")
     else:
         docs = docs.drop("extra")
-    return docs, quarantine, []
+    return docs, quarantine, [], ids_are_unique(reports, spill)
 
 
 def _placed(spark, rows, units: list[tuple]):

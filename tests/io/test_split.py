@@ -11,7 +11,18 @@ from hypothesis import strategies as st
 from curate.config import load_pipeline
 from curate.core import CurateError
 from curate.io.jsonl import ParseOptions, count_newlines, owned_chunks, parse_file, parse_split, split_ranges
-from curate.io.read import InputSpec, jsonl_units, number_units, parquet_units, read_documents
+from curate.io.read import (
+    IdTally,
+    InputSpec,
+    id_hash,
+    ids_are_unique,
+    jsonl_units,
+    looks_generated,
+    number_units,
+    parquet_units,
+    read_documents,
+    spill_name,
+)
 
 OPTS = ParseOptions()
 
@@ -171,6 +182,48 @@ def test_spark_read_of_real_text_with_512kib_splits(spark, shared_data):
     finally:
         split.release()
         whole.release()
+
+
+def test_id_hashes_rule_duplicates_out_or_defer_to_the_exact_check(tmp_path):
+    """The driver's check says "unique" only when every hash differs and no unit is unsure."""
+    from types import SimpleNamespace
+
+    def report(unit: int, ids: list[str], split_files=frozenset()):
+        tally = IdTally(split_files)
+        rows = [(i, "doc", doc_id, "text") for i, doc_id in enumerate(ids)]
+        assert list(tally.watch(rows)) == rows  # rows pass through unchanged
+        tally.save(str(tmp_path / spill_name(unit, "ids")))
+        return SimpleNamespace(unit=unit, ids=len(tally.hashes), unsure=tally.unsure)
+
+    spill = str(tmp_path)
+    assert id_hash("d1") == id_hash("d1") != id_hash("d2")
+    assert ids_are_unique([report(0, ["d1", "d2"]), report(1, ["d3", None])], spill)
+    assert ids_are_unique([], spill)
+    assert not ids_are_unique([report(0, ["d1", "d2"]), report(1, ["d2"])], spill)  # a duplicate id
+    assert not ids_are_unique([report(0, ["d1", "d2"]), report(1, ["d3"])], spill, limit=2)  # too many to hold
+    unsure = report(1, ["a.jsonl:7"], frozenset({"a.jsonl"}))  # may equal an id generated for a split
+    assert unsure.unsure and not ids_are_unique([report(0, ["d1"]), unsure], spill)
+    assert not report(1, ["b.jsonl:7", "a.jsonl:x", "a.jsonl"], frozenset({"a.jsonl"})).unsure
+    assert looks_generated("dir/a:b.jsonl:12", frozenset({"dir/a:b.jsonl"}))
+
+
+def test_input_id_equal_to_a_generated_id_is_a_duplicate_split_or_whole(spark, tmp_path):
+    """An id-less line gets ``<file>:<line>``; an input id equal to it is quarantined as a duplicate."""
+    root = tmp_path / "in"
+    root.mkdir()
+    lines = [doc(i) if i != 2 else json.dumps({"text": "no id here"}).encode() for i in range(200)]
+    (root / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (root / "b.jsonl").write_bytes(json.dumps({"id": "a.jsonl:3", "text": "an id like a generated one"}).encode())
+    found = []
+    for size in (1024, "1TiB"):
+        result = read_documents(spark, InputSpec(str(root), split_size=size))
+        try:
+            docs, quarantine = _collected(result)
+        finally:
+            result.release()
+        assert [(q[0], q[1], q[3]) for q in quarantine] == [("b.jsonl", 1, "duplicate_id: first at a.jsonl:3")]
+        found.append((docs, quarantine))
+    assert found[0] == found[1] and len(found[0][0]) == 200
 
 
 def test_listing_passed_in_is_what_is_read(spark, tmp_path):
