@@ -3,9 +3,10 @@
     git worktree add /tmp/base 8005ba3          # the commit issue 19 measured ("today")
     .venv/bin/python bench/e2e.py --docs 100000 --baseline /tmp/base
 
-Builds (once, under bench/_data/e2e-<docs>/) about ``--docs`` web-like documents of ~4 KB packed
-from real paragraphs of ../shared/data (bench/decontam.py's builder), plus 8% exact copies and 8%
-edited near copies (bench/dedup_corpus.near_copy), shuffled into 8 JSONL files. Then runs
+Builds (once, under bench/_data/e2e-<docs>/) ``--docs`` web-like documents of ~4 KB, each packed
+from real paragraphs of ../shared/data drawn at random (the sources of bench/decontam.py), 8% of
+them exact copies and 8% edited near copies (bench/dedup_corpus.near_copy), shuffled into 8 JSONL
+files. Then runs
 ``curate run`` of read -> score [gopher_quality, gopher_repetition, c4, fineweb] -> select ->
 minhash_dedup on Spark local[2], alternating this checkout and ``--baseline`` (its code first on
 PYTHONPATH) for ``--rounds`` rounds, each in a fresh process and output directory. Reports each
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from dedup_corpus import near_copy  # noqa: E402
+from dedup_corpus import near_copy, read_corpus  # noqa: E402
 
 PIPELINE = """\
 name: e2e
@@ -42,14 +43,30 @@ stages:
 FILES = 8
 
 
+def packed_documents(count: int, rng: random.Random, chars: int = 4000) -> list[str]:
+    """``count`` documents of about ``chars`` characters, each packed from paragraphs drawn at
+    random from the shared corpora: the pool (~60 MB) is far smaller than 100k documents, so
+    packing it in order would repeat runs of paragraphs and make most documents near copies."""
+    from decontam import DATA, SOURCES
+
+    paragraphs = sorted({p.strip() for name in SOURCES for row in read_corpus(DATA, name)
+                         for p in row["text"].split("\n\n") if len(p.strip()) > 40})
+    docs = []
+    for _ in range(count):
+        parts, size = [], 0
+        while size < chars:
+            parts.append(rng.choice(paragraphs))
+            size += len(parts[-1]) + 2
+        docs.append("\n\n".join(parts)[:chars])
+    return docs
+
+
 def build_corpus(out: Path, docs: int, seed: int = 0) -> float:
     """Write the corpus (unless there) and return its size in MB."""
     if not (out / "done").exists():
-        from decontam import web_like_documents
-
         rng = random.Random(seed)
         copies = round(0.08 * docs)
-        originals = web_like_documents(docs - 2 * copies, 0.0, [], seed=seed)
+        originals = packed_documents(docs - 2 * copies, rng)
         rows = [{"id": f"doc-{i:07d}", "text": t} for i, t in enumerate(originals)]
         for kind, rate in (("exact", 0.0), ("near", 0.08)):
             for i in rng.sample(range(len(originals)), copies):
