@@ -11,7 +11,9 @@ files. Then runs
 minhash_dedup on Spark local[2], alternating this checkout and ``--baseline`` (its code first on
 PYTHONPATH) for ``--rounds`` rounds, each in a fresh process and output directory. Reports each
 step's seconds (from its manifest), wall seconds, CPU seconds of the whole machine (/proc/stat:
-run it on an otherwise idle machine) and MB/s per core, and the ratio baseline / this checkout.
+run it on an otherwise idle machine), MB/s per core, the peak resident memory of the largest
+process so far (the driver or its JVM: ``ru_maxrss`` of waited descendants), and the ratio
+baseline / this checkout.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -99,6 +102,7 @@ def run_once(code: Path, corpus: Path, out: Path) -> dict:
     done = subprocess.run([sys.executable, "-m", "curate", "run", str(yaml_path), "--master", "local[2]"],
                           cwd=code, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, busy_seconds() - cpu0
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # so far, any one process
     if done.returncode != 0:
         raise SystemExit(f"curate run failed in {code}:\n{done.stderr[-3000:]}")
     steps = {}
@@ -106,13 +110,14 @@ def run_once(code: Path, corpus: Path, out: Path) -> dict:
         m = json.loads(manifest.read_text())
         if "timings" in m:  # a step, not the quarantine
             steps[manifest.parent.name] = (m["timings"]["seconds"], m["stats"].get("rows_out"))
-    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "steps": steps}
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "steps": steps, "peak_rss_mb": round(peak_mb)}
 
 
 def report(name: str, mb: float, runs: list[dict]) -> dict:
     best = min(runs, key=lambda r: r["wall_s"])
     print(f"{name}: best of {len(runs)} wall {best['wall_s']} s, CPU {best['cpu_s']} s, "
-          f"{mb / best['cpu_s']:.2f} MB/s per core (all walls: {[r['wall_s'] for r in runs]})")
+          f"{mb / best['cpu_s']:.2f} MB/s per core, largest process so far {best['peak_rss_mb']} MB "
+          f"(all walls: {[r['wall_s'] for r in runs]})")
     for step, (seconds, rows) in best["steps"].items():
         per_core = mb / max(seconds, 1e-9) / 2
         print(f"    {step:<20} {seconds:7.1f} s  {rows} rows out  {per_core:6.1f} MB/s per core (wall)")
