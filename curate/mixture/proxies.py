@@ -180,10 +180,8 @@ def proxy_config(train: dict, token_budget: int):
 def train_proxy(p: Proxy) -> dict:
     """Mix, tokenize and train one mixture; the result is written last (``proxy.json``), so a
     finished proxy is read back and a killed one resumes from its parts and checkpoints."""
-    from curate.train.ablate import final_eval
-    from curate.train.loop import train
-    from curate.train.mix import MixtureSpec, SourceSpec, build_mixture, iter_mixture_texts
-    from curate.train.shards import write_token_shards
+    from curate.train.ablate import final_eval, mix_and_train
+    from curate.train.mix import SourceSpec
 
     run_dir = Path(p.run_dir)
     done = run_dir / RESULT
@@ -192,18 +190,9 @@ def train_proxy(p: Proxy) -> dict:
     if p.local_rank is not None:
         os.environ["LOCAL_RANK"] = str(p.local_rank)
     base, steps = proxy_config(p.train, p.token_budget)
-    mix_dir, shard_dir = run_dir / "mix", run_dir / "shards"
-    if not mix_dir.exists():  # + one context of slack: contexts need T+1 tokens
-        sources = tuple(SourceSpec(d, path, weight=p.weights[d], max_epochs=p.caps[d]) for d, path in p.domains.items())
-        build_mixture(MixtureSpec(sources=sources, total_tokens=p.token_budget + base.model.context + 1,
-                                  seed=p.seed, tokenizer=p.tokenizer, name=p.name), mix_dir)
-    if not shard_dir.exists():
-        write_token_shards(iter_mixture_texts(mix_dir), p.tokenizer, shard_dir, source=str(mix_dir))
-    manifest = json.loads((mix_dir / "_manifest.json").read_text(encoding="utf-8"))
-    cfg = base.replace(out=str(run_dir / "run"), seed=p.seed,
-                       data={"shards": str(shard_dir), "heldout_shards": p.target_shards, "heldout_contexts": 0},
-                       optim={"max_steps": steps, "warmup_steps": min(base.optim.warmup_steps, steps)})
-    train(cfg)
+    sources = tuple(SourceSpec(d, path, weight=p.weights[d], max_epochs=p.caps[d]) for d, path in p.domains.items())
+    cfg, manifest = mix_and_train(str(run_dir), sources, base, token_budget=p.token_budget, steps=steps, seed=p.seed,
+                                  tokenizer=p.tokenizer, heldout=p.target_shards, name=p.name)
     total = max(manifest["total_tokens"], 1)
     tokens_per_step = base.batch.micro_batch * base.batch.grad_accum * base.model.context
     result = {"proxy": p.name, "train_tokens": steps * tokens_per_step,

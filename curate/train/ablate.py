@@ -124,8 +124,7 @@ def check_inputs(spec: AblationSpec) -> None:
 def run_ablation(spec: AblationSpec, out: str | Path, *, plot: bool = True) -> list[dict]:
     """Mix, tokenize and train every selection; write results.{json,csv,md} (+ results.png)."""
     from curate.train.config import TrainConfig, from_dict
-    from curate.train.loop import train
-    from curate.train.mix import MixtureSpec, SourceSpec, build_mixture, iter_mixture_texts
+    from curate.train.mix import SourceSpec, iter_mixture_texts
     from curate.train.shards import write_token_shards
 
     check_inputs(spec)
@@ -144,27 +143,38 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, plot: bool = True) -> l
         raise CurateError(f"token_budget {spec.token_budget} is less than one step ({tokens_per_step} tokens)")
     rows = []
     for name, path in spec.selections.items():
-        run_dir = fs.join(out, name)
-        mix_dir, shard_dir = fs.join(run_dir, "mix"), fs.join(run_dir, "shards")
-        if not store.committed(mix_dir):
-            # + one context of slack: contexts need T+1 tokens
-            mix = MixtureSpec(sources=(SourceSpec(name, path, weight=1.0, max_epochs=spec.max_epochs),),
-                              total_tokens=spec.token_budget + base.model.context + 1, seed=spec.seed, tokenizer=tok)
-            build_mixture(mix, mix_dir)
-        if not store.committed(shard_dir):
-            write_token_shards(iter_mixture_texts(mix_dir), tok, shard_dir, source=mix_dir)
-        mixture = store.read_json(fs.join(mix_dir, store.MANIFEST))["sources"][name]
-        cfg = base.replace(out=fs.join(run_dir, "run"), seed=spec.seed,
-                           data={"shards": shard_dir, "heldout_shards": heldout,
-                                 "heldout_contexts": 0},
-                           optim={"max_steps": steps, "warmup_steps": min(base.optim.warmup_steps, steps)})
-        train(cfg)
+        sources = (SourceSpec(name, path, weight=1.0, max_epochs=spec.max_epochs),)
+        cfg, manifest = mix_and_train(fs.join(out, name), sources, base, token_budget=spec.token_budget, steps=steps,
+                                      seed=spec.seed, tokenizer=tok, heldout=heldout)
+        mixture = manifest["sources"][name]
         rows.append({"selection": name, "train_tokens": steps * tokens_per_step,
                      "documents": mixture["documents"], "epochs": mixture["epochs"],
                      **final_eval(fs.join(cfg.out, "log.jsonl"))})
     with _written_to(out) as local:
         write_results(rows, local, plot=plot)
     return rows
+
+
+def mix_and_train(run_dir: str, sources: tuple, base, *, token_budget: int, steps: int, seed: int,
+                  tokenizer: str, heldout: str | None, name: str = "mixture") -> tuple:
+    """Mix ``sources`` to ``token_budget`` tokens, tokenize them and train ``steps`` steps of ``base``
+    under ``run_dir`` (``mix/``, ``shards/``, ``run/``), reusing every part already committed, so a
+    killed run resumes. Returns the training config and the mixture's manifest."""
+    from curate.train.loop import train
+    from curate.train.mix import MixtureSpec, build_mixture, iter_mixture_texts
+    from curate.train.shards import write_token_shards
+
+    mix_dir, shard_dir = fs.join(run_dir, "mix"), fs.join(run_dir, "shards")
+    if not store.committed(mix_dir):  # + one context of slack: contexts need T+1 tokens
+        build_mixture(MixtureSpec(sources=sources, total_tokens=token_budget + base.model.context + 1, seed=seed,
+                                  tokenizer=tokenizer, name=name), mix_dir)
+    if not store.committed(shard_dir):
+        write_token_shards(iter_mixture_texts(mix_dir), tokenizer, shard_dir, source=mix_dir)
+    cfg = base.replace(out=fs.join(run_dir, "run"), seed=seed,
+                       data={"shards": shard_dir, "heldout_shards": heldout, "heldout_contexts": 0},
+                       optim={"max_steps": steps, "warmup_steps": min(base.optim.warmup_steps, steps)})
+    train(cfg)
+    return cfg, store.read_json(fs.join(mix_dir, store.MANIFEST))
 
 
 @contextmanager
