@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import itertools
 import json
 import os
 import shutil
@@ -49,6 +48,7 @@ from hf_classify import DATA, read_texts  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 ORDERS = ("input", "sorted", "bucketed")
+LAYOUT_OF = {"input": "input", "sorted": "sorted", "bucketed": "fixed"}  # hf_models.pass_plan layouts
 
 
 def sync(device: str) -> None:
@@ -113,38 +113,16 @@ def tokenise(tokenizer, texts: list[str], window: int) -> list[list[int]]:
 
 
 def plan(lengths: list[int], batch_size: int, order: str, window: int, device: str) -> list[tuple[list[int], int, int]]:
-    """``(indices, width, rows)`` per forward pass: input order, sorted by length (longest first, as
-    sentence-transformers does) padded to the longest, or hf_models' fixed buckets (``bucket_width``
-    wide, ``rows_per_pass`` rows, a short pass filled with copies)."""
-    from curate.quality.hf_models import bucket_width, rows_per_pass
+    """``(indices, width, rows)`` per forward pass: hf_models' layouts (input order, sorted by length
+    and padded to the longest, or the fixed buckets of ``bucket_width`` wide ``rows_per_pass`` rows)."""
+    from curate.quality.hf_models import pass_plan
 
-    n = len(lengths)
-    if order != "bucketed":
-        idx = sorted(range(n), key=lambda i: -lengths[i]) if order == "sorted" else list(range(n))
-        chunks = [idx[s:s + batch_size] for s in range(0, n, batch_size)]
-        return [(c, max(lengths[i] for i in c), len(c)) for c in chunks]
-    widths = [bucket_width(n_tokens, window) for n_tokens in lengths]
-    passes = []
-    for width, group in itertools.groupby(sorted(range(n), key=widths.__getitem__), key=widths.__getitem__):
-        bucket, rows = list(group), rows_per_pass(width, batch_size, device)
-        passes += [(bucket[s:s + rows], width, rows) for s in range(0, len(bucket), rows)]
-    return passes
+    return pass_plan(lengths, window, batch_size, device, LAYOUT_OF[order])
 
 
 def padding_waste(lengths: list[int], passes) -> float:
     """Fraction of the tokens run through the model that are padding (or filler rows)."""
     return 1 - sum(lengths) / sum(width * rows for _, width, rows in passes)
-
-
-def pad(ids: list[list[int]], indices: list[int], width: int, rows: int, pad_id: int):
-    """CPU ``(input_ids, attention_mask)`` of one pass; filler rows repeat the last document."""
-    rows_ix = indices + [indices[-1]] * (rows - len(indices))
-    input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((rows, width), dtype=torch.long)
-    for r, i in enumerate(rows_ix):
-        input_ids[r, :len(ids[i])] = torch.tensor(ids[i])
-        mask[r, :len(ids[i])] = 1
-    return input_ids, mask
 
 
 # --------------------------------------------------------------------------- MiniLM
@@ -163,10 +141,12 @@ def embed_batches(model, batches, device: str) -> list:
 
 def pipeline(model, tokenizer, texts: list[str], window: int, batch_size: int, device: str) -> np.ndarray:
     """Tokenise once, length-sorted batches, pad, copy, forward, pool, vectors back in input order."""
+    from curate.quality.hf_models import padded_pass
+
     ids = tokenise(tokenizer, texts, window)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for indices, width, rows in plan([len(x) for x in ids], batch_size, "sorted", window, device):
-        batch = [t.to(device) for t in pad(ids, indices, width, rows, tokenizer.pad_token_id)]
+        batch = [t.to(device) for t in padded_pass(ids, indices, width, rows, tokenizer.pad_token_id)]
         out[indices] = embed_batches(model, [batch], device)[0].cpu().numpy()
     return out
 
@@ -174,7 +154,7 @@ def pipeline(model, tokenizer, texts: list[str], window: int, batch_size: int, d
 def minilm(args, report: Report, texts: list[str]) -> None:
     from transformers import AutoModel
 
-    from curate.quality.hf_models import encode_texts, load_encoder
+    from curate.quality.hf_models import encode_texts, load_encoder, padded_pass
     from curate.targeted.embedding import embed_texts, load_embedder, resolve_model_dir
 
     model_dir = resolve_model_dir(args.model)
@@ -199,7 +179,7 @@ def minilm(args, report: Report, texts: list[str]) -> None:
         encoder = load_encoder(model_dir, "bench", device=args.device, precision=dtype_name)
         for b in args.batch_sizes:
             for order in ORDERS:
-                cpu = [pad(ids, i, w, r, tokenizer.pad_token_id) for i, w, r in plans[b, order]]
+                cpu = [padded_pass(ids, i, w, r, tokenizer.pad_token_id) for i, w, r in plans[b, order]]
                 on_device, secs = best_of(partial(to_device, cpu, args.device), args.repeats, args.device)
                 report.add("MiniLM", "host->device copy", dtype_name, b, order, secs, len(texts))
                 _, secs = best_of(partial(embed_batches, model, on_device, args.device), args.repeats,

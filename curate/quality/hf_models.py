@@ -330,49 +330,56 @@ def rows_per_pass(width: int, batch_size: int, device: str) -> int:
 
 
 def run_windows(pieces: list[list[int]], loaded: LoadedModel, batch_size: int, *, layout: str = "fixed") -> np.ndarray:
-    """Logits (n_windows, n_outputs) float32 in input order.
+    """Logits (n_windows, n_outputs) float32 in input order, one forward pass per :func:`pass_plan` entry."""
+    if layout not in LAYOUTS:
+        raise CurateError(f"hf_classify: layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
+    out: np.ndarray | None = None
+    plan = pass_plan([len(p) for p in pieces], loaded.max_length, batch_size, loaded.device, layout)
+    for chunk, width, rows in plan:
+        ids, mask = padded_pass(pieces, chunk, width, rows, loaded.tokenizer.pad_token_id)
+        logits = loaded.forward(ids.to(loaded.device), mask.to(loaded.device))
+        if out is None:
+            out = np.zeros((len(pieces), logits.shape[1]), dtype=np.float32)
+        out[chunk] = logits[:len(chunk)]
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
-    ``layout``: ``fixed`` (the default): every forward pass is ``(rows, width)``, both functions of
-    the width alone (windows grouped by :func:`bucket_width`, in input order within a bucket, passes of
-    :func:`rows_per_pass` windows, a short last pass filled with copies of its last row), so a window's
-    logits do not depend on the other windows passed with it.
+
+def pass_plan(lengths: list[int], max_length: int, batch_size: int, device: str,
+              layout: str = "fixed") -> list[tuple[list[int], int, int]]:
+    """``(windows, width, rows)`` of each forward pass over windows of ``lengths`` tokens.
+
+    ``layout``: ``fixed`` (the default): every pass is ``(rows, width)``, both functions of the width
+    alone (windows grouped by :func:`bucket_width`, in input order within a bucket, passes of
+    :func:`rows_per_pass` windows; a short last pass is to be filled with copies, see
+    :func:`padded_pass`), so a window's logits do not depend on the other windows passed with it.
     ``sorted``: batches of windows sorted by length, padded to the longest (least padding, but the
     shapes, and so the last bits, depend on the neighbours); ``input``: batches in input order.
     """
+    n = len(lengths)
+    if layout != "fixed":
+        order = sorted(range(n), key=lengths.__getitem__) if layout == "sorted" else list(range(n))
+        chunks = [order[start:start + batch_size] for start in range(0, n, batch_size)]
+        return [(chunk, max(lengths[i] for i in chunk), len(chunk)) for chunk in chunks]
+    widths = [bucket_width(k, max_length) for k in lengths]
+    passes = []
+    for width, group in itertools.groupby(sorted(range(n), key=widths.__getitem__), key=widths.__getitem__):
+        bucket, rows = list(group), rows_per_pass(width, batch_size, device)  # stable: input order in a bucket
+        passes += [(bucket[start:start + rows], width, rows) for start in range(0, len(bucket), rows)]
+    return passes
+
+
+def padded_pass(pieces: list[list[int]], windows: list[int], width: int, rows: int, pad_id: int):
+    """CPU ``(input_ids, attention_mask)`` of one ``(rows, width)`` pass over ``windows`` (indices
+    into ``pieces``); rows beyond them repeat the last window."""
     import torch
 
-    if layout not in LAYOUTS:
-        raise CurateError(f"hf_classify: layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
-    n = len(pieces)
-    if layout == "fixed":
-        widths = [bucket_width(len(p), loaded.max_length) for p in pieces]
-        order = sorted(range(n), key=widths.__getitem__)  # stable: input order inside a bucket
-        batches = []
-        for width, group in itertools.groupby(order, key=widths.__getitem__):
-            bucket, rows = list(group), rows_per_pass(width, batch_size, loaded.device)
-            batches += [bucket[start:start + rows] for start in range(0, len(bucket), rows)]
-    else:
-        order = sorted(range(n), key=lambda i: len(pieces[i])) if layout == "sorted" else list(range(n))
-        batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
-    out: np.ndarray | None = None
-    pad = loaded.tokenizer.pad_token_id
-    for chunk in batches:
-        if layout == "fixed":
-            width = widths[chunk[0]]
-            rows = chunk + [chunk[-1]] * (rows_per_pass(width, batch_size, loaded.device) - len(chunk))
-        else:
-            width = max(len(pieces[i]) for i in chunk)
-            rows = chunk
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, i in enumerate(rows):
-            ids[row, :len(pieces[i])] = torch.tensor(pieces[i], dtype=torch.long)
-            mask[row, :len(pieces[i])] = 1
-        logits = loaded.forward(ids.to(loaded.device), mask.to(loaded.device))
-        if out is None:
-            out = np.zeros((n, logits.shape[1]), dtype=np.float32)
-        out[chunk] = logits[:len(chunk)]
-    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+    filled = windows + [windows[-1]] * (rows - len(windows))
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for row, i in enumerate(filled):
+        ids[row, :len(pieces[i])] = torch.tensor(pieces[i], dtype=torch.long)
+        mask[row, :len(pieces[i])] = 1
+    return ids, mask
 
 
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
