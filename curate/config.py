@@ -19,6 +19,7 @@ class OutputSpec:
     path: str
     format: str = "parquet"
     rows_per_shard: int = 100_000
+    layers: bool = True  # row-wise stages store only what they add or decide (curate.io.shards layers)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def parse_pipeline(raw: dict, base: Path, *, input_override: str | None = None,
     output_spec = OutputSpec(**{**output_spec.__dict__, "path": out_path})
     if output_spec.format not in ("parquet", "jsonl"):
         raise CurateError(f"output.format must be parquet or jsonl, got '{output_spec.format}'")
+    if not isinstance(output_spec.layers, bool):
+        raise CurateError(f"output.layers must be true or false, got {output_spec.layers!r}")
     calls = tuple(_stage_call(i, entry) for i, entry in enumerate(raw.get("stages") or [], start=1))
     if not calls:
         raise CurateError("pipeline has no stages")

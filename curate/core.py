@@ -208,9 +208,17 @@ class StageOutput:
     - ``stats``: a dict, or a callable ``(kept, rejected) -> dict`` evaluated on the
       *written* outputs (so it does not recompute the stage).
     - ``order_by``: a column that defines the output order (default: ``id``).
+    - ``adds``: for a stage that keeps every input row and only adds (or replaces) columns, those
+      columns: the runner may then store just ``id`` and them as a *layer* over the input
+      (Dolma's attributes, Soldaini et al. 2024) instead of rewriting every column.
+    - ``verdict``: for a stage that only drops rows, every input row with its ``reject_reason``
+      (null: kept), from which ``kept`` and ``rejected`` are derived: the runner may store just
+      ``id`` and ``reject_reason`` as a layer.
     """
 
     kept: Any
     rejected: Any = None
     stats: dict[str, Any] | Callable[[Any, Any], dict[str, Any]] = field(default_factory=dict)
     order_by: str = ID
+    adds: tuple[str, ...] | None = None
+    verdict: Any = None

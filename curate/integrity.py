@@ -11,6 +11,7 @@ verified loaders here (:func:`load_fasttext`, :func:`load_tokenizer`) are the on
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,12 @@ _VERIFIED: dict[tuple, str] = {}  # (path, size, mtime_ns, expected) -> verified
 _LOADED: OrderedDict[tuple[str, str, str], Any] = OrderedDict()  # (kind, path, sha256) -> model or tokenizer
 LOADED_LIMIT = 4  # loaded models kept per process, least recently used dropped first
 _FETCHER: list = []  # how a URI becomes a local file: registered by curate.io.fs (never imported here)
+
+
+def stable_hash(value: Any) -> str:
+    """sha256 of a canonical JSON rendering (sorted keys, str() for unknown types)."""
+    blob = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:

@@ -16,7 +16,6 @@ shard bytes.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -24,21 +23,15 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from curate import __version__
-from curate.integrity import swap_in, temp_sibling
+from curate.integrity import stable_hash, swap_in, temp_sibling
 from curate.io import fs
 from curate.io.layout import ARTIFACTS_DIR, MANIFEST, TMP_PREFIX
-from curate.io.shards import load_manifest, read_shards, shard_dicts
+from curate.io.shards import entry_fingerprint, load_manifest, read_shards, shard_dicts
 
 ATTEMPTS_DIR = "_attempts"
-
-
-def stable_hash(value: Any) -> str:
-    """sha256 of a canonical JSON rendering (sorted keys, str() for unknown types)."""
-    blob = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def config_hash(name: str, params: dict, upstream: str, extra: dict | None = None) -> str:
@@ -46,9 +39,9 @@ def config_hash(name: str, params: dict, upstream: str, extra: dict | None = Non
 
 
 def output_fingerprint(manifest: dict) -> str:
-    """What downstream stages see as their input: the name and sha256 of every data shard."""
-    shards = manifest["outputs"]["data"]["shards"]
-    return stable_hash([(s["file"], s["sha256"]) for s in shards] or manifest["outputs"]["data"]["schema"])
+    """What downstream stages see as their input: the name and sha256 of every data shard
+    (and, for a layer, what it lies over)."""
+    return entry_fingerprint(manifest["outputs"]["data"])
 
 
 def new_attempt_id() -> str:
@@ -87,7 +80,7 @@ class StageAttempt:
 
     def read(self, spark, entry: dict):
         """Read back shards this attempt wrote (before it is committed)."""
-        return read_shards(spark, self.workdir, {**entry, "root": ""})
+        return read_shards(spark, self.workdir, {**entry, "root": ""}, output_dir=fs.parent(self.target))
 
     def commit(self, manifest: dict) -> None:
         """Write the manifest last: the stage becomes visible, complete, in one step."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.core import ID, REJECT_REASON, TEXT, CurateError
+from curate.integrity import stable_hash
 from curate.io import fs
 from curate.io.layout import FINAL_DIR, MANIFEST
 
@@ -262,10 +263,13 @@ def shard_uris(stage_dir: str | Path, entry: dict) -> list[str]:
     return [fs.join(base, s["file"]) for s in entry["shards"]]
 
 
-def read_shards(spark, stage_dir: str | Path, entry: dict):
-    """The one reader of stage outputs: the shards listed in a manifest ``entry`` as a DataFrame."""
+def read_shards(spark, stage_dir: str | Path, entry: dict, *, output_dir: str | None = None):
+    """The one reader of stage outputs: the shards listed in a manifest ``entry`` as a DataFrame
+    (for a layer, joined row by row with the stages it lies over: :func:`layer_sources`)."""
     from pyspark.sql.types import StructType
 
+    if LAYER in entry:
+        return _read_layer(spark, stage_dir, entry, output_dir)
     return read_files(spark, shard_uris(stage_dir, entry), entry["format"], StructType.fromJson(entry["schema"]))
 
 
@@ -358,3 +362,154 @@ def last_complete_stage(output_dir: str | Path) -> str | None:
     names = sorted(n for n in fs.listdir(output_dir) if n[:2].isdigit() and n[2:3] == "-")
     complete = [fs.join(output_dir, n) for n in names if load_manifest(fs.join(output_dir, n))]
     return complete[-1] if complete else None
+
+
+# ---------------------------------------------------------------- layers
+
+LAYER = "layer"
+ROWS_WHERE = {"kept": True, "rejected": False}  # which rows of a verdict layer: reject_reason null or not
+
+
+def entry_fingerprint(entry: dict) -> str:
+    """What a downstream stage sees of an output: the name and sha256 of every shard (the schema
+    when there are none) and, for a layer, what it lies over."""
+    shards = [(s["file"], s["sha256"]) for s in entry["shards"]] or entry["schema"]
+    return stable_hash([shards, entry[LAYER]] if LAYER in entry else shards)
+
+
+def layer_info(over: str, over_entry: dict, columns: list[str], rows_where: str | None = None) -> dict:
+    """The ``layer`` of a manifest output entry stored as a layer (Dolma's attribute files,
+    Soldaini et al. 2024): its shards hold ``id`` and ``columns`` for every row of the data of
+    stage ``over``, shard for shard and row for row, and the other columns of the entry's schema
+    are read from ``over``. A verdict layer also holds ``reject_reason``, and ``rows_where``
+    (``kept``/``rejected``) picks its rows."""
+    layer = {"over": over, "over_fingerprint": entry_fingerprint(over_entry), "columns": list(columns)}
+    return {**layer, "rows_where": rows_where} if rows_where is not None else layer
+
+
+def can_layer_over(entry: dict) -> bool:
+    """Whether a layer may lie over ``entry``: its rows are every row of its shards (a plain output,
+    or a layer that picks no rows), so a new layer aligns with it row for row."""
+    return entry.get("format") == "parquet" and (LAYER not in entry or "rows_where" not in entry[LAYER])
+
+
+def layer_sources(stage_dir: str | Path, entry: dict,
+                  output_dir: str | None = None) -> list[tuple[list[str], list, dict]]:
+    """``[(shard locations, columns provided or None for all, entry)]`` of a layered output, the
+    plain output it finally lies over first. Each ``over`` must still be the output the layer was
+    built over (its fingerprint), else a one-line :class:`CurateError`."""
+    output_dir = str(output_dir or fs.parent(stage_dir))
+    sources = [(shard_uris(stage_dir, entry), list(entry[LAYER]["columns"]), entry)]
+    name = fs.name(stage_dir)
+    while LAYER in entry:
+        layer = entry[LAYER]
+        over = fs.join(output_dir, layer["over"])
+        manifest = load_manifest(over)
+        if manifest is None:
+            raise CurateError(f"{name} is stored as a layer over {layer['over']}, which is not a complete stage; "
+                              f"rebuild it (curate run --from {layer['over']})")
+        entry = manifest["outputs"]["data"]
+        if entry_fingerprint(entry) != layer["over_fingerprint"]:
+            raise CurateError(f"{layer['over']} changed after {name} was built over it; rebuild {name} "
+                              f"(curate run --from STAGE)")
+        provided = list(entry[LAYER]["columns"]) if LAYER in entry else None
+        sources.insert(0, (shard_uris(over, entry), provided, entry))
+        name = layer["over"]
+    return sources
+
+
+def layer_groups(entry: dict) -> list[tuple[int, int]]:
+    """``(shard, row group)`` pairs of a layered output: the unit of reading (and of a Spark task)."""
+    return [(i, g) for i, shard in enumerate(entry["shards"]) for g in range(-(-shard["rows"] // ROW_GROUP_ROWS))]
+
+
+def layer_group(sources: list[tuple[list[str], list, dict]], shard: int, group: int, names: list[str],
+                rows_where: str | None = None):
+    """Row group ``group`` of shard ``shard`` of a layered output as a pyarrow Table of ``names``:
+    each column from the last source that provides it, every source checked to hold the same ids
+    in the same order as the base."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = [*names, *([REJECT_REASON] if rows_where and REJECT_REASON not in names else [])]
+    owner = {}
+    for i, (_uris, provided, _entry) in enumerate(sources):
+        owner.update({c: i for c in (wanted if provided is None else provided) if c in wanted})
+    if rows_where:
+        owner[REJECT_REASON] = len(sources) - 1  # the verdict: always the top layer's
+    columns, base_ids = {}, None
+    for i, (uris, _provided, _entry) in enumerate(sources):
+        mine = [c for c in wanted if owner.get(c) == i and c != ID]
+        with fs.open_file(uris[shard], "rb") as fh:
+            table = pq.ParquetFile(fh).read_row_group(group, columns=[ID, *mine])
+        if base_ids is None:
+            base_ids = table.column(ID)
+        elif not table.column(ID).equals(base_ids):
+            raise CurateError(f"{uris[shard]}: row group {group} does not hold the ids of {sources[0][0][shard]} "
+                              "in the same order; rebuild the stage (curate run --from STAGE)")
+        columns.update({c: table.column(c) for c in mine})
+    columns[ID] = base_ids
+    table = pa.table({c: columns[c] for c in wanted})
+    if rows_where:
+        null = pc.is_null(table.column(REJECT_REASON))
+        table = table.filter(null if ROWS_WHERE[rows_where] else pc.invert(null))
+    return table.select(names)
+
+
+def layer_tables(stage_dir: str | Path, entry: dict, names: list[str], output_dir: str | None = None):
+    """Every row group of a layered output as pyarrow Tables of ``names`` (no Spark: reports, tools)."""
+    sources = layer_sources(stage_dir, entry, output_dir)
+    for shard, group in layer_groups(entry):
+        yield layer_group(sources, shard, group, names, entry[LAYER].get("rows_where"))
+
+
+def _read_layer(spark, stage_dir: str | Path, entry: dict, output_dir: str | None):
+    """A layered output as a DataFrame. Local layers of up to :data:`BROADCAST_LAYER_BYTES` join the
+    base by ``id`` in Spark (:func:`_joined_layers`: native reads, so unused columns are never read,
+    and no shuffle of the text); otherwise one Spark task per row group reads that row group of the
+    base and of every layer (:func:`layer_group`)."""
+    from pyspark.sql.types import StructField, StructType
+
+    declared = StructType.fromJson(entry["schema"])
+    schema = StructType([StructField(f.name, f.dataType, True, f.metadata) for f in declared.fields])
+    sources, groups = layer_sources(stage_dir, entry, output_dir), layer_groups(entry)
+    if not groups:
+        return spark.createDataFrame([], schema)
+    rows_where = entry[LAYER].get("rows_where")
+    uris = [u for source in sources for u in source[0]]
+    layer_bytes = sum(s["bytes"] for _, _, e in sources[1:] for s in e["shards"])
+    if not any(fs.is_remote(u) for u in uris) and layer_bytes <= BROADCAST_LAYER_BYTES:
+        return _joined_layers(spark, sources, schema, rows_where)
+
+    def run(batches):
+        for batch in batches:
+            for index in batch.column(0).to_pylist():
+                table = layer_group(sources, *groups[index], schema.fieldNames(), rows_where)
+                yield from table.to_batches(max_chunksize=2000)
+
+    return spark.range(0, len(groups), 1, numPartitions=len(groups)).mapInArrow(run, schema)
+
+
+BROADCAST_LAYER_BYTES = 256 << 20  # layers (ids and scores) up to this size join by broadcast
+
+
+def _joined_layers(spark, sources: list[tuple[list[str], list, dict]], schema, rows_where: str | None):
+    """The base read natively, each layer's columns joined to it by ``id`` (a broadcast: the layer
+    holds only ids and scores), in ``schema``'s column order and metadata."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    base_uris, _, base_entry = sources[0]
+    frame = read_files(spark, base_uris, "parquet", StructType.fromJson(base_entry["schema"]))
+    for level, (uris, provided, entry) in enumerate(sources[1:], start=1):
+        fields = {f.name: f for f in StructType.fromJson(entry["schema"]).fields}
+        verdict = rows_where is not None and level == len(sources) - 1
+        names = [*provided, *([REJECT_REASON] if verdict and REJECT_REASON not in provided else [])]
+        layer = read_files(spark, uris, "parquet", StructType(
+            [fields[ID], *[fields.get(c, StructField(c, StringType())) for c in names]]))
+        if verdict:
+            null = F.col(REJECT_REASON).isNull()
+            layer = layer.filter(null if ROWS_WHERE[rows_where] else ~null)
+        frame = frame.drop(*[c for c in names if c in frame.columns]).join(F.broadcast(layer), ID)
+    return frame.select(*[F.col(f.name).alias(f.name, metadata=f.metadata) for f in schema.fields])

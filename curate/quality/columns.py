@@ -36,7 +36,7 @@ def append_scores(df, scorers: Sequence[Scorer], *, text_column: str = TEXT):
     rewrites = any(getattr(s, "modifies_text", False) for s in scorers)
     outputs = {**added, TEXT: "string"} if rewrites else dict(added)
     inputs = [TEXT] + sorted({c for s in scorers for c in s.inputs if c != TEXT} & set(df.columns) - {text_column})
-    udf = F.arrow_udf(_iterator_udf(ScorePass(list(scorers), inputs, outputs)),
+    udf = F.arrow_udf(iterator_udf(ScorePass(list(scorers), inputs, outputs)),
                       StructType([StructField(n, spark_type(k), True) for n, k in outputs.items()]))
     staged = df.withColumn(SCORES, udf(F.struct(*[F.col(text_column if c == TEXT else c).alias(c)
                                                   for c in inputs])))
@@ -50,7 +50,7 @@ def append_scores(df, scorers: Sequence[Scorer], *, text_column: str = TEXT):
     return staged.select(*kept, *[F.col(SCORES)[name].alias(name) for name in added])
 
 
-def _iterator_udf(fn):
+def iterator_udf(fn):
     """``fn`` with the type hints that make it an iterator Arrow UDF (batches in, batches out)."""
     import pyarrow as pa
 

@@ -25,7 +25,7 @@ def score(df, ctx: StageContext, *, filters: list = ()) -> StageOutput:
     ``filters`` lists filters (``curate filters``) and the model scorers ``fasttext``
     (``model``, ``label``, ``name``, ``batch_size``) and ``dsir`` (``target``, …), run in order.
     """
-    from curate.quality.columns import append_scores
+    from curate.quality.columns import added_columns, append_scores
 
     if TEXT not in df.columns:
         raise CurateError("score: the input has no 'text' column")
@@ -43,7 +43,9 @@ def score(df, ctx: StageContext, *, filters: list = ()) -> StageOutput:
 
     scored = _with_filter_metadata(append_scores(df, built), [s for s in built if _is_filter(s)])
     modifiers = [s for s in built if _is_filter(s) and s.modifies_text]
-    return StageOutput(kept=scored, stats=lambda kept, _rejected: stats | _modifier_totals(kept, modifiers))
+    rewrites = any(getattr(s, "modifies_text", False) for s in built)
+    return StageOutput(kept=scored, stats=lambda kept, _rejected: stats | _modifier_totals(kept, modifiers),
+                       adds=(*added_columns(built), *([TEXT] if rewrites else [])))
 
 
 def _valid_names() -> list[str]:
@@ -113,11 +115,24 @@ def _modifier_totals(kept, modifiers) -> dict[str, Any]:
 @stage("select")
 def select(df, ctx: StageContext, *, filters: dict | None = None) -> StageOutput:
     """Apply the scored filters' thresholds in score order; the first failing rule is the reject_reason."""
-    active = selected_filters(df.schema, filters or {})
-    marked = df.mapInArrow(_SelectPass(active), _with_reason(df.schema))
+    marked = with_reject_reason(df, selected_filters(df.schema, filters or {}))
     kept = marked.filter(marked[REJECT_REASON].isNull()).drop(REJECT_REASON)
     rejected = marked.filter(marked[REJECT_REASON].isNotNull())
-    return StageOutput(kept=kept, rejected=rejected, stats=funnel_stats)
+    return StageOutput(kept=kept, rejected=rejected, stats=funnel_stats, verdict=marked)
+
+
+def with_reject_reason(df, active):
+    """``df`` plus ``reject_reason`` (null: kept), computed by an Arrow UDF that sees only the
+    scored columns of the ``active`` filters (the text never travels to Python)."""
+    from pyspark.sql import functions as F
+
+    from curate.quality.columns import iterator_udf
+
+    df = df.drop(REJECT_REASON)
+    if not active:
+        return df.withColumn(REJECT_REASON, F.lit(None).cast("string"))
+    reasons = F.arrow_udf(iterator_udf(_SelectPass(active)), "string")
+    return df.withColumn(REJECT_REASON, reasons(F.struct(*[F.col(f.name) for f in active])))
 
 
 def scored_columns(schema) -> list[tuple[str, dict[str, Any]]]:
@@ -165,13 +180,6 @@ def selected_filters(schema, overrides: Mapping[str, Any]) -> list:
     return active
 
 
-def _with_reason(schema):
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    fields = [f for f in schema.fields if f.name != REJECT_REASON]
-    return StructType(fields + [StructField(REJECT_REASON, StringType())])
-
-
 def first_reason(active, row: Mapping[str, Any]) -> str | None:
     """``filter:reason`` of the first filter (in order) that rejects the row, else None."""
     for flt in active:
@@ -182,20 +190,16 @@ def first_reason(active, row: Mapping[str, Any]) -> str | None:
 
 
 class _SelectPass:
+    """Batches of the scored columns (struct arrays) -> the ``reject_reason`` of each row."""
+
     def __init__(self, active):
         self.active = active
 
     def __call__(self, batches: Iterator) -> Iterator:
         import pyarrow as pa
 
-        names = [f.name for f in self.active]
         for batch in batches:
-            rows = batch.select(names).to_pylist()
-            reasons = pa.array([first_reason(self.active, row) for row in rows], pa.string())
-            if REJECT_REASON in batch.schema.names:
-                batch = batch.drop_columns([REJECT_REASON])
-            yield pa.RecordBatch.from_arrays([*batch.columns, reasons],
-                                             names=[*batch.schema.names, REJECT_REASON])
+            yield pa.array([first_reason(self.active, row) for row in batch.to_pylist()], pa.string())
 
 
 def funnel_stats(kept, rejected) -> dict[str, Any]:
