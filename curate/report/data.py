@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from curate.core import REJECT_REASON, CurateError
 from curate.io.layout import DATA_DIR, FINAL_DIR, MANIFEST, QUARANTINE_DIR, READ_DIR, REJECTED_DIR
+from curate.io.shards import LAYER, layer_tables
 
 FILTER_META = "curate_filter"
 NUMERIC = {"double", "float", "integer", "long", "short", "byte"}
@@ -44,6 +45,23 @@ class Step:
     def shard_files(self, output: str = DATA_DIR) -> list[Path]:
         shards = self.manifest.get("outputs", {}).get(output, {}).get("shards", [])
         return [self.path / s["file"] for s in shards if (self.path / s["file"]).is_file()]
+
+    def batches(self, output: str, columns: list[str]) -> Iterator:
+        """Record batches of those of ``columns`` that ``output`` has (a layer read together with
+        the stages it lies over); nothing when it has none of them."""
+        import pyarrow.parquet as pq
+
+        entry = self.manifest.get("outputs", {}).get(output) or {}
+        names = {f["name"] for f in (entry.get("schema") or {}).get("fields", [])}
+        present = [c for c in columns if c in names]
+        if not present:
+            return
+        if LAYER in entry:
+            for table in layer_tables(self.path, entry, present):
+                yield from table.to_batches()
+            return
+        for f in self.shard_files(output):
+            yield from pq.ParquetFile(f).iter_batches(columns=present, batch_size=65_536)
 
 
 @dataclass
@@ -108,19 +126,9 @@ def funnel(steps: list[Step]) -> list[dict[str, Any]]:
     return rows
 
 
-def _batches(files: list[Path], columns: list[str]) -> Iterator:
-    import pyarrow.parquet as pq
-
-    for f in files:
-        pf = pq.ParquetFile(f)
-        present = [c for c in columns if c in pf.schema_arrow.names]
-        if present:
-            yield from pf.iter_batches(columns=present, batch_size=65_536)
-
-
-def _count_by(files: list[Path], columns: list[str]) -> Counter:
+def _count_by(step: Step, output: str, columns: list[str]) -> Counter:
     counts: Counter = Counter()
-    for batch in _batches(files, columns):
+    for batch in step.batches(output, columns):
         if not all(c in batch.schema.names for c in columns):
             continue
         table = batch.select(columns).to_pydict()
@@ -136,8 +144,8 @@ def source_funnel(steps: list[Step], column: str = "source") -> dict[str, Any] |
     removed: Counter = Counter()
     for s in steps:
         kept[s.dirname] = {k[0] if k[0] is not None else "(none)": n
-                           for k, n in _count_by(s.shard_files(DATA_DIR), [column]).items()}
-        for (src, reason), n in _count_by(s.shard_files(REJECTED_DIR), [column, REJECT_REASON]).items():
+                           for k, n in _count_by(s, DATA_DIR, [column]).items()}
+        for (src, reason), n in _count_by(s, REJECTED_DIR, [column, REJECT_REASON]).items():
             removed[(src if src is not None else "(none)", reason)] += n
     sources = sorted({src for counts in kept.values() for src in counts} | {src for src, _ in removed})
     return {"column": column, "sources": sources, "kept": kept,
@@ -204,7 +212,7 @@ def score_values(steps: list[Step], col: ScoreColumn, max_rows: int) -> list[flo
 
     step = next(s for s in steps if s.dirname == col.step)
     values: list[float] = []
-    for batch in _batches(step.shard_files(DATA_DIR), [col.column]):
+    for batch in step.batches(DATA_DIR, [col.column]):
         array = batch.column(0)
         if col.field is not None:
             array = pc.struct_field(array, col.field)

@@ -32,7 +32,7 @@ from curate.core import CurateError
 from curate.integrity import sha256_file
 from curate.io import fs
 from curate.io.jsonl import read_records
-from curate.io.shards import shard_uris
+from curate.io.shards import LAYER, shard_uris
 from curate.train import store
 from curate.train.sampling import seeded_hash64
 
@@ -195,7 +195,12 @@ def source_files(path: str | Path) -> list[str]:
     globbed = any(ch in path for ch in "*?[")
     manifest = None if globbed else store.read_json(fs.join(path, store.MANIFEST))
     if manifest and "outputs" in manifest:
-        files = shard_uris(path, manifest["outputs"]["data"])
+        entry = manifest["outputs"]["data"]
+        if LAYER in entry:
+            raise CurateError(f"mixture source {path} is stored as a layer over {entry[LAYER]['over']} "
+                              "(output.layers in the pipeline): use the run's final/ or a later stage, or rerun "
+                              "the pipeline with output: {layers: false}")
+        files = shard_uris(path, entry)
     elif manifest and manifest.get("kind") == "mixture":
         files = [fs.join(store.base(path, manifest), s["file"]) for s in manifest["shards"]]
     elif globbed or fs.exists(path):

@@ -10,6 +10,7 @@ from helpers import LINES, SENTENCES, UDHR, configured_filters, read_jsonl
 
 import filters
 from curate.core import REJECT_REASON, CurateError
+from curate.io.shards import read_stage
 from curate.quality.score import META_KEY, format_funnel, score, select
 
 CRAFTED = [
@@ -190,7 +191,7 @@ def test_curate_filter_command_reuses_scores(spark, tmp_path, monkeypatch):
     select_manifest = json.loads((tmp_path / "out" / "02-select" / "_manifest.json").read_text())
     assert select_manifest["params"] == {"filters": {"c4": {"min_sentences": 1}}}
     assert select_manifest["stats"]["funnel"]["rejected"]["c4:lorem_ipsum"]["docs"] == 1
-    rejected = spark.read.parquet(str(tmp_path / "out" / "02-select" / "rejected"))
+    rejected = read_stage(spark, tmp_path / "out" / "02-select", "rejected")
     assert rejected.count() == 2
 
     second = CliRunner().invoke(command, [*args[:-4], "--set", "gopher_quality.min_words=1"],
