@@ -62,7 +62,7 @@ def domain_label(df, ctx: StageContext, *, column: str | None = None, rules: dic
     kept = labelled.withColumn(name, F.coalesce(F.col(name), F.lit(default)))
     tok = str(ctx.resolve(tokenizer)) if tokenizer else None
     summarise = top_terms if mode == "embedding_column" else 0
-    return StageOutput(kept=kept, stats=functools.partial(_domain_stats, name, tok, summarise, mode))
+    return StageOutput(kept=kept, stats=functools.partial(_domain_stats, name, tok, summarise, mode), adds=(name,))
 
 
 # --------------------------------------------------------------------------- label sources

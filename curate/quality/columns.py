@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterator, Sequence
 
-from curate.core import TEXT, CurateError, Scorer
+from curate.core import TEXT, CurateError, Scorer, StageOutput
 from curate.io import fs  # noqa: F401  (registers the URI fetcher of curate.integrity on every worker: remote models)
 
 SCORES = "__curate_scores"
@@ -59,6 +59,18 @@ def iterator_udf(fn):
 
     scores.__annotations__ = {"batches": Iterator[pa.Array], "return": Iterator[pa.Array]}
     return scores
+
+
+def layer_columns(scorers: Sequence[Scorer]) -> tuple[str, ...]:
+    """The columns :func:`append_scores` adds or replaces: each scorer's, the promoted ones, and
+    ``text`` when a modifier rewrites it (``StageOutput.adds``: the runner stores only these)."""
+    rewrites = any(getattr(s, "modifies_text", False) for s in scorers)
+    return (*added_columns(scorers), *([TEXT] if rewrites else []))
+
+
+def scored_output(df, scorers: Sequence[Scorer], stats: dict | None = None) -> StageOutput:
+    """The output of a stage that only adds ``scorers``' columns to every row (stored as a layer)."""
+    return StageOutput(kept=append_scores(df, scorers), stats=dict(stats or {}), adds=layer_columns(scorers))
 
 
 def added_columns(scorers: Sequence[Scorer]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ def dsir_score(df, ctx: StageContext, *, target: list | str, name: str = "dsir_s
     Writes `<name>.log_weight` and `<name>.per_ngram` (log-weight / number of n-grams);
     resample with ``select_budget`` (``resample: gumbel``). Same as the ``score`` entry ``{dsir: ...}``.
     """
-    from curate.quality.columns import append_scores
+    from curate.quality.columns import scored_output
     from curate.quality.scorers import fit_dsir
 
     scorer, stats = fit_dsir(df, ctx, target=target, name=name, target_field=target_field,
                              num_buckets=num_buckets, ngram=ngram, smoothing=smoothing)
-    return StageOutput(kept=append_scores(df, [scorer]), stats=stats)
+    return scored_output(df, [scorer], stats)

@@ -13,8 +13,8 @@ def fasttext_score(df, ctx: StageContext, *, model: str, name: str = "fasttext_s
     or ``curate classifier hash``); text is normalized with the settings saved at training.
     Same as the entry ``{fasttext: {model: ...}}`` of the ``score`` stage.
     """
-    from curate.quality.columns import append_scores
+    from curate.quality.columns import scored_output
     from curate.quality.scorers import fasttext_scorer
 
     scorer = fasttext_scorer(str(ctx.resolve(model)), name=name, label=label, batch_size=batch_size)
-    return StageOutput(kept=append_scores(df, [scorer]))
+    return scored_output(df, [scorer])

@@ -17,13 +17,12 @@ def hf_classify(df, ctx: StageContext, *, model: str, name: str = "hf_classify",
     (``curate classifier hash DIR``). ``device``: default the task's GPU, else CPU; ``precision``
     ``auto`` = bfloat16 on GPU, float32 on CPU. ``long_docs``: ``first`` window or ``mean`` of windows.
     """
-    from curate.quality.columns import append_scores
+    from curate.quality.columns import scored_output
     from curate.quality.hf_models import hf_scorer
 
     scorer = hf_scorer(str(ctx.resolve(model)), name=name, positive=positive, batch_size=batch_size,
                        long_docs=long_docs, max_length=max_length, device=device, precision=precision)
     loaded = scorer.load()
-    return StageOutput(kept=append_scores(df, [scorer]),
-                       stats={"model": str(model), "manifest_sha256": loaded.digest, "task": loaded.task,
-                              "labels": list(loaded.labels), "max_length": loaded.max_length,
-                              "long_docs": long_docs})
+    return scored_output(df, [scorer], {"model": str(model), "manifest_sha256": loaded.digest, "task": loaded.task,
+                                        "labels": list(loaded.labels), "max_length": loaded.max_length,
+                                        "long_docs": long_docs})

