@@ -154,8 +154,17 @@ def with_jaccard(pairs: DataFrame, left_sets: DataFrame, right_sets: DataFrame,
             .select(left, right, (inter / union).alias("jaccard")))
 
 
+BROADCAST_IDS = 1_000_000  # id lists up to this many rows are broadcast to the joins that use them
+
+
+def _by_id(ids: DataFrame) -> DataFrame:
+    """``ids`` hinted for a broadcast join when it has at most :data:`BROADCAST_IDS` rows (it is
+    checkpointed, so counting is cheap): the documents' text then never crosses a shuffle."""
+    return F.broadcast(ids) if ids.count() <= BROADCAST_IDS else ids
+
+
 def _docs_in(df: DataFrame, ids: DataFrame) -> DataFrame:
-    return df.join(ids.select(F.col(ID)).distinct(), ID, "left_semi")
+    return df.join(_by_id(ids.select(F.col(ID)).distinct().localCheckpoint()), ID, "left_semi")
 
 
 def _check_columns(df: DataFrame, quality: str | None = None) -> None:
@@ -189,6 +198,7 @@ def _survivors(members: DataFrame, df: DataFrame, quality: str | None) -> DataFr
 
 
 def _split(df: DataFrame, removed: DataFrame) -> tuple[DataFrame, DataFrame]:
+    removed = _by_id(removed)
     kept = df.join(removed.select(ID), ID, "left_anti")
     rejected = df.join(removed, ID).withColumn(REJECT_REASON, F.lit(REASON))
     return kept, rejected
@@ -255,7 +265,7 @@ def minhash_dedup(df: DataFrame, ctx: StageContext, *, ngram: int = 5, shingle: 
     edges = candidates
     if verify:
         sets = shingle_sets(_docs_in(df, candidates.select(F.col("a").alias(ID)).unionByName(
-            candidates.select(F.col("b").alias(ID)))), p)
+            candidates.select(F.col("b").alias(ID)))), p).localCheckpoint()  # both sides of each pair read it
         edges = (with_jaccard(candidates, sets, sets).where(F.col("jaccard") >= threshold)
                  .select("a", "b").localCheckpoint(eager=False))
     components = connected_components(edges, "a", "b").localCheckpoint(eager=False)
