@@ -254,6 +254,14 @@ def _fast_encode(value) -> bytes:
 _ENCODE = None
 
 
+ID_SEPARATOR = ":"  # a document without an id gets "<file relative to the input root>:<line>"
+
+
+def generated_id(rel: str, line_no: int) -> str:
+    """The id of a document whose line has none: ``<file>:<line>`` (stable across runs)."""
+    return f"{rel}{ID_SEPARATOR}{line_no}"
+
+
 def parse_line(rel: str, line_no: int, raw: bytes, opts: ParseOptions) -> Parsed:
     """Turn one JSONL line into a document or a quarantine record (the reference parse)."""
     return _parsed(rel, line_no, line_fields(raw, line_no == 1, opts))
@@ -265,7 +273,7 @@ def _parsed(rel: str, line_no: int, fields: tuple) -> Parsed:
     if fields[0] == "file":
         return Parsed(rel, line_no, "file", reason=fields[1])
     _, doc_id, text, carried, repairs, _ = fields
-    return Parsed(rel, line_no, "doc", id=doc_id if doc_id is not None else f"{rel}:{line_no}", text=text,
+    return Parsed(rel, line_no, "doc", id=doc_id if doc_id is not None else generated_id(rel, line_no), text=text,
                   extra=carried_json(carried), repairs=repairs)
 
 

@@ -24,10 +24,12 @@ from typing import Any
 from curate.core import ID, TEXT, CurateError
 from curate.io import fs
 from curate.io.jsonl import (
+    ID_SEPARATOR,
     ParseOptions,
     carried_json,
     fast_decoder,
     file_fields,
+    generated_id,
     is_compressed,
     shape,
     split_fields,
@@ -261,7 +263,7 @@ class IdTally:
 
 
 def looks_generated(doc_id: str, files: frozenset[str]) -> bool:
-    name, sep, line = doc_id.rpartition(":")
+    name, sep, line = doc_id.rpartition(ID_SEPARATOR)
     return bool(sep) and line.isdigit() and name in files
 
 
@@ -287,7 +289,7 @@ def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
     if kind == "doc":
         _, doc_id, text, carried, repairs, fast = fields
         if doc_id is None and known:
-            doc_id = f"{rel}:{line_no}"
+            doc_id = generated_id(rel, line_no)
         return line_no, "doc", doc_id, text, carried_json(carried, fast), None, None, repairs
     if kind == "record":
         return line_no, "record", None, None, None, fields[1], fields[2], None
@@ -443,7 +445,7 @@ def _placed(spark, rows, units: list[tuple]):
     if shifts:
         table = F.broadcast(spark.createDataFrame(shifts, "unit long, _shift long"))
         rows = rows.join(table, "unit", "left").withColumn("line", F.col("line") + F.coalesce("_shift", F.lit(0)))
-    generated = F.concat(F.col("file"), F.lit(":"), F.col("line").cast("string"))
+    generated = F.concat(F.col("file"), F.lit(ID_SEPARATOR), F.col("line").cast("string"))  # generated_id
     return rows.withColumn(ID, F.when((F.col("kind") == "doc") & F.col(ID).isNull(), generated).otherwise(F.col(ID)))
 
 
@@ -584,7 +586,7 @@ def _account_rows(batch, rel: str, rows_before: int, schema, spec: InputSpec, ar
     good = pc.invert(bad)
     rel_col = pa.array([rel] * n, pa.string())
     if good.true_count:
-        generated = pc.binary_join_element_wise(rel_col, pc.cast(lines, pa.string()), ":")
+        generated = pc.binary_join_element_wise(rel_col, pc.cast(lines, pa.string()), ID_SEPARATOR)  # generated_id
         ids = generated
         if spec.id_field in schema.names:
             given = _as_string(column(spec.id_field))

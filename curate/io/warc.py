@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 from curate.core import ID, TEXT
 from curate.io import fs
+from curate.io.jsonl import generated_id
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_PAYLOAD_BYTES = 16 << 20  # an HTML page larger than this is a `too_large` record, never read whole
@@ -151,7 +152,7 @@ def record_row(raw: Raw, fmt: str, rel: str) -> dict:
     """A document row or a quarantine row (``_kind``/``_reason``) for one candidate record."""
     url = raw.headers("WARC-Target-URI")
     record_id = (raw.headers("WARC-Record-ID") or "").strip("<> ") or None
-    base = {ID: record_id or f"{rel}:{raw.offset}", "url": url, "warc_date": raw.headers("WARC-Date"),
+    base = {ID: record_id or generated_id(rel, raw.offset), "url": url, "warc_date": raw.headers("WARC-Date"),
             "record_id": record_id, "http_status": raw.status, "_file": rel, "_line": raw.offset}
     mime, charset = mime_and_charset(raw.http_type)
     base["content_type"] = mime
