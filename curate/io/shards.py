@@ -491,7 +491,8 @@ def _read_layer(spark, stage_dir: str | Path, entry: dict, output_dir: str | Non
     return spark.range(0, len(groups), 1, numPartitions=len(groups)).mapInArrow(run, schema)
 
 
-BROADCAST_LAYER_BYTES = 256 << 20  # layers (ids and scores) up to this size join by broadcast
+BROADCAST_LAYER_BYTES = 64 << 20  # stored layers up to this size join by broadcast (built on the driver:
+# ids and scores decompress to a few times their Parquet size, e.g. 58 MB for 1M documents' four score structs)
 
 
 def _joined_layers(spark, sources: list[tuple[list[str], list, dict]], schema, rows_where: str | None):

