@@ -157,7 +157,8 @@ class StageStep:
             tallies = {r[0]: (r[1], int(r[2] or 0)) for r in frame.groupBy(REJECT_REASON).agg(
                 F.count(F.lit(1)), F.sum(_CHARS)).collect()}
             stored = frame.drop(_CHARS) if verdict else frame.drop(_CHARS, REJECT_REASON)
-            shards = write_verified(stored, work.path(DATA_DIR), order_by=ID, rows_per_shard=per_shard, cache=False)
+            shards = write_verified(stored, work.path(DATA_DIR), order_by=ID, rows_per_shard=per_shard, cache=False,
+                                    rows=sum(n for n, _ in tallies.values()))  # the tally counted every row
         finally:
             frame.unpersist()
         if [s.rows for s in shards] != [s["rows"] for s in base["shards"]]:

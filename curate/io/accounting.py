@@ -13,18 +13,20 @@ from curate.io.shards import total_chars, write_shards
 QUARANTINE_ORDER = ["file", "line", "kind", "reason"]
 
 
-def write_verified(df, out_dir: str, *, order_by, rows_per_shard: int, fmt: str = "parquet", cache: bool = True):
+def write_verified(df, out_dir: str, *, order_by, rows_per_shard: int, fmt: str = "parquet", cache: bool = True,
+                   rows: int | None = None):
     """Count, write shards, and check the shards hold exactly the counted rows.
 
     With ``cache`` the rows are persisted first, so an expensive ``df`` is computed once for the
     count and the write; without it ``df`` is computed twice, which is cheaper when it is a scan
-    of files (the count then reads almost no columns)."""
+    of files (the count then reads almost no columns). ``rows``: the count, when the caller
+    already has it (the written shards are still checked against it)."""
     from pyspark import StorageLevel
 
     if cache:
         df = df.persist(StorageLevel.DISK_ONLY)
     try:
-        rows = df.count()
+        rows = df.count() if rows is None else rows
         shards = write_shards(df, out_dir, order_by=order_by, rows_per_shard=rows_per_shard, fmt=fmt,
                               total_rows=rows)
     finally:

@@ -399,7 +399,7 @@ def layer_sources(stage_dir: str | Path, entry: dict,
     plain output it finally lies over first. Each ``over`` must still be the output the layer was
     built over (its fingerprint), else a one-line :class:`CurateError`."""
     output_dir = str(output_dir or fs.parent(stage_dir))
-    sources = [(shard_uris(stage_dir, entry), list(entry[LAYER]["columns"]), entry)]
+    sources = [(shard_uris(stage_dir, entry), _provided(entry), entry)]
     name = fs.name(stage_dir)
     while LAYER in entry:
         layer = entry[LAYER]
@@ -412,10 +412,14 @@ def layer_sources(stage_dir: str | Path, entry: dict,
         if entry_fingerprint(entry) != layer["over_fingerprint"]:
             raise CurateError(f"{layer['over']} changed after {name} was built over it; rebuild {name} "
                               f"(curate run --from STAGE)")
-        provided = list(entry[LAYER]["columns"]) if LAYER in entry else None
-        sources.insert(0, (shard_uris(over, entry), provided, entry))
+        sources.insert(0, (shard_uris(over, entry), _provided(entry), entry))
         name = layer["over"]
     return sources
+
+
+def _provided(entry: dict) -> list[str] | None:
+    """The columns an output's shards provide to a layered read: a layer's own, or None for all."""
+    return list(entry[LAYER]["columns"]) if LAYER in entry else None
 
 
 def layer_groups(entry: dict) -> list[tuple[int, int]]:
