@@ -18,8 +18,18 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 # The free-ratio flags let the serial GC hand heap back after a full collection: up to ~10 JVMs
 # live at once (two test sessions, a cluster, `curate run` subprocesses) on a 24 GiB machine,
 # and one suite run had the kernel's OOM killer end a test session's JVM at 5 GB resident.
-os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-                                           " -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=30")
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=30"
+
+
+def pytest_configure(config):
+    """Set the JVM options for the run (in the controller, before the xdist workers start, which
+    inherit them), with a class-data-sharing archive of Spark's classes (tests/jvm_archive.py)."""
+    if "JAVA_TOOL_OPTIONS" in os.environ or hasattr(config, "workerinput"):
+        return  # the caller's own options, or a worker that inherited the controller's
+    from jvm_archive import ensure_archive, java_options
+
+    archive = ensure_archive(JVM_OPTIONS)
+    os.environ["JAVA_TOOL_OPTIONS"] = JVM_OPTIONS + (f" {java_options(archive)}" if archive else "")
 
 
 def _import_top_level_filters() -> None:
@@ -44,11 +54,20 @@ _import_top_level_filters()
 
 @pytest.fixture(scope="session")
 def spark():
-    """The one SparkSession of the test run: local[2], few shuffle partitions, UI off."""
+    """The one SparkSession of the test run: local[2], few shuffle partitions, UI off.
+
+    Expressions are interpreted, not compiled (``spark.sql.codegen.factoryMode``, the switch
+    Spark's own tests use): on the suite's small data, compiling generated Java with Janino is a
+    quarter of this JVM's sampled CPU. ``curate run`` subprocesses (CLI, determinism, cluster and
+    Airflow tests) keep Spark's defaults and compare their bytes with runs made here, so both
+    paths are checked against each other.
+    """
     from curate.engine.spark import get_spark
 
     session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4",
-                                     "spark.default.parallelism": "2"})
+                                     "spark.default.parallelism": "2",
+                                     "spark.sql.codegen.wholeStage": "false",
+                                     "spark.sql.codegen.factoryMode": "NO_CODEGEN"})
     yield session
     session.stop()
 

@@ -215,8 +215,8 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
     worker_root = Path(tempfile.mkdtemp(prefix="curate-worker-"))
     worker = pwd.getpwnam(WORKER_USER)
     base_env = {"SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1",
-                "PATH": os.environ["PATH"], **({"JAVA_HOME": os.environ["JAVA_HOME"]} if "JAVA_HOME" in os.environ
-                                              else {})}
+                "PATH": os.environ["PATH"],
+                **{k: os.environ[k] for k in ("JAVA_HOME", "JAVA_TOOL_OPTIONS") if k in os.environ}}
     port, webui_port = free_port(), free_port()
     master_url, webui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui_port}"
     c = Cluster(master_url, webui, worker_python, logs)
