@@ -202,33 +202,35 @@ class _SelectPass:
 
 
 def funnel_stats(kept, rejected) -> dict[str, Any]:
-    """``{"funnel": ...}``: docs and characters kept and rejected per reason, overall and per ``source``."""
+    """``{"funnel": ...}``: docs and characters kept and rejected per reason, overall and per ``source``
+    (one aggregation over kept and rejected rows together; a kept row's reason is null)."""
     from pyspark.sql import functions as F
 
     by_source = "source" in kept.columns
     keys = ["source"] if by_source else []
-
-    def totals(df, extra):
-        rows = (df.groupBy(*keys, *extra)
-                  .agg(F.count(F.lit(1)).alias("docs"),
-                       F.coalesce(F.sum(F.length(TEXT)), F.lit(0)).alias("chars"))
+    marked = kept.select(*keys, TEXT, F.lit(None).cast("string").alias(REJECT_REASON))
+    if rejected is not None:
+        marked = marked.unionByName(rejected.select(*keys, TEXT, REJECT_REASON))
+    rows = (marked.groupBy(*keys, REJECT_REASON)
+                  .agg(F.count(F.lit(1)).alias("docs"), F.coalesce(F.sum(F.length(TEXT)), F.lit(0)).alias("chars"))
                   .collect())
-        return [r.asDict() for r in rows]
-
     stats: dict[str, Any] = {"kept": {"docs": 0, "chars": 0}, "rejected": {}}
     per_source: dict[str, Any] = {}
-    for row in totals(kept, []):
-        _add(stats["kept"], row)
-        if by_source:
-            _add(per_source.setdefault(str(row["source"]), _empty())["kept"], row)
-    for row in totals(rejected, [REJECT_REASON]) if rejected is not None else []:
-        _add(stats["rejected"].setdefault(row[REJECT_REASON], {"docs": 0, "chars": 0}), row)
-        if by_source:
-            bucket = per_source.setdefault(str(row["source"]), _empty())["rejected"]
-            _add(bucket.setdefault(row[REJECT_REASON], {"docs": 0, "chars": 0}), row)
+    for row in rows:
+        reason = row[REJECT_REASON]
+        source = per_source.setdefault(str(row["source"]), _empty()) if by_source else None
+        if reason is None:
+            _add(stats["kept"], row)
+            if source is not None:
+                _add(source["kept"], row)
+            continue
+        _add(stats["rejected"].setdefault(reason, {"docs": 0, "chars": 0}), row)
+        if source is not None:
+            _add(source["rejected"].setdefault(reason, {"docs": 0, "chars": 0}), row)
     stats["rejected"] = dict(sorted(stats["rejected"].items()))
     if by_source:
-        stats["by_source"] = dict(sorted(per_source.items()))
+        stats["by_source"] = {name: {"kept": b["kept"], "rejected": dict(sorted(b["rejected"].items()))}
+                              for name, b in sorted(per_source.items())}
     return {"funnel": stats}
 
 
