@@ -214,28 +214,25 @@ def funnel_stats(kept, rejected) -> dict[str, Any]:
     rows = (marked.groupBy(*keys, REJECT_REASON)
                   .agg(F.count(F.lit(1)).alias("docs"), F.coalesce(F.sum(F.length(TEXT)), F.lit(0)).alias("chars"))
                   .collect())
-    stats: dict[str, Any] = {"kept": {"docs": 0, "chars": 0}, "rejected": {}}
-    per_source: dict[str, Any] = {}
+    stats, per_source = _empty(), {}
     for row in rows:
         reason = row[REJECT_REASON]
-        source = per_source.setdefault(str(row["source"]), _empty()) if by_source else None
-        if reason is None:
-            _add(stats["kept"], row)
-            if source is not None:
-                _add(source["kept"], row)
-            continue
-        _add(stats["rejected"].setdefault(reason, {"docs": 0, "chars": 0}), row)
-        if source is not None:
-            _add(source["rejected"].setdefault(reason, {"docs": 0, "chars": 0}), row)
-    stats["rejected"] = dict(sorted(stats["rejected"].items()))
+        for bucket in [stats, per_source.setdefault(str(row["source"]), _empty())] if by_source else [stats]:
+            _add(_counts(bucket, reason), row)
+    for bucket in [stats, *per_source.values()]:
+        bucket["rejected"] = dict(sorted(bucket["rejected"].items()))
     if by_source:
-        stats["by_source"] = {name: {"kept": b["kept"], "rejected": dict(sorted(b["rejected"].items()))}
-                              for name, b in sorted(per_source.items())}
+        stats["by_source"] = dict(sorted(per_source.items()))
     return {"funnel": stats}
 
 
 def _empty() -> dict[str, Any]:
     return {"kept": {"docs": 0, "chars": 0}, "rejected": {}}
+
+
+def _counts(bucket: dict[str, Any], reason: str | None) -> dict[str, int]:
+    """The kept counts of a funnel bucket (no reason), or those of one rejection reason."""
+    return bucket["kept"] if reason is None else bucket["rejected"].setdefault(reason, {"docs": 0, "chars": 0})
 
 
 def _add(bucket: dict[str, int], row: Mapping[str, Any]) -> None:
