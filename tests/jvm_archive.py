@@ -51,24 +51,31 @@ def ensure_archive(base_options: str) -> Path | None:
     try:
         archive = folder / f"spark-{archive_key(base_options)}.jsa"
     except OSError as exc:  # no Java: the tests that need it say so themselves
-        sys.stderr.write(f"no JVM class-data-sharing archive (tests run without it): {exc}\n")
-        return None
+        return _without(str(exc))
     if archive.is_file():
         return archive
     partial = folder / f".{archive.name}.{os.getpid()}"
     env = {**os.environ, "JAVA_TOOL_OPTIONS": f"{base_options} -XX:ArchiveClassesAtExit={partial}"}
-    done = subprocess.run([sys.executable, __file__, str(folder / f".warmup-{os.getpid()}")], env=env,
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 or not partial.is_file():
-        sys.stderr.write(f"no JVM class-data-sharing archive (tests run without it):\n{done.stderr[-2000:]}\n")
+    try:
+        done = subprocess.run([sys.executable, __file__, str(folder / f".warmup-{os.getpid()}")], env=env,
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+        problem = None if done.returncode == 0 and partial.is_file() else done.stderr[-2000:]
+    except subprocess.TimeoutExpired:
+        problem = "the warm-up ran over 600 s"
+    if problem is not None:
         partial.unlink(missing_ok=True)
-        return None
+        return _without(problem)
     partial.chmod(0o644)
     partial.replace(archive)
     for stale in folder.glob("spark-*.jsa"):  # ~190 MB each: keep only the archive of this setup
         if stale != archive:
             stale.unlink(missing_ok=True)
     return archive
+
+
+def _without(reason: str) -> None:
+    sys.stderr.write(f"no JVM class-data-sharing archive (tests run without it): {reason}\n")
+    return None
 
 
 def _docs(n: int = 60) -> list[dict]:
