@@ -18,7 +18,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Annotated, Iterator, Literal, Union
 
 from curate.io import fs
 
@@ -326,6 +326,97 @@ def _key(key: str) -> str:
         if len(_KEYS) < 1 << 16:
             _KEYS[key] = text
     return text
+
+
+class ShapeSet:
+    """The shapes (:func:`shape`) of a unit's carried fields that Spark's inference needs.
+
+    Computing a shape walks the value in Python, once per line. Instead, each line is first
+    checked in compiled code (``msgspec.convert``) against a type built from the shapes kept so
+    far (:class:`Kinds`): it accepts a value when, at every position, the value's kind is one
+    already seen there, or one that Spark's type merge absorbs (a null, a missing field, an empty
+    string where a string was seen, an integer where a float was seen). Such a line cannot change
+    the merged schema: the merge is associative, commutative and idempotent and works position by
+    position. Only a line that fails the check has its shape computed and kept. So the kept
+    shapes infer the schema all the lines infer (tests/io/test_read_accounting.py), and there are
+    far fewer of them than distinct shapes.
+    """
+
+    def __init__(self):
+        import msgspec
+
+        self.shapes: set[str] = set()
+        self._kinds = Kinds()
+        self._type = None
+        self._convert, self._invalid = msgspec.convert, msgspec.ValidationError
+
+    def add(self, carried: dict) -> None:
+        if self._type is not None:
+            try:
+                self._convert(carried, self._type, strict=True)
+                return
+            except self._invalid:
+                pass
+        self.shapes.add(shape(carried))
+        self._kinds.see(carried)
+        self._type = self._kinds.covering_type()
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+
+class Kinds:
+    """The kinds of JSON value seen at one position (and, for objects and arrays, below it)."""
+
+    def __init__(self):
+        self.scalars: set[str] = set()  # "str", "empty", "long", "double", "bool", "big"
+        self.fields: dict[str, Kinds] | None = None  # an object was seen: its keys' kinds
+        self.elements: Kinds | None = None  # an array was seen: its elements' kinds
+
+    def see(self, value) -> None:
+        kind = type(value)
+        if kind is dict:
+            self.fields = {} if self.fields is None else self.fields
+            for key, item in value.items():
+                self.fields.setdefault(key, Kinds()).see(item)
+        elif kind is list:
+            self.elements = Kinds() if self.elements is None else self.elements
+            for item in value:
+                self.elements.see(item)
+        elif kind is str:
+            self.scalars.add("str" if value else "empty")
+        elif kind is int:
+            self.scalars.add("long" if _LONG[0] <= value <= _LONG[1] else "big")
+        elif kind is float:
+            self.scalars.add("double")
+        elif kind is bool:
+            self.scalars.add("bool")
+
+    def covering_type(self):
+        """The msgspec type of the values whose kinds were seen here, nulls included; an object
+        may lack any key seen but have no other. An integer beyond 64 bits is only accepted where
+        a float was seen (its own type depends on its digits)."""
+        import msgspec
+
+        options: list = [None]
+        if "str" in self.scalars:
+            options.append(str)
+        elif "empty" in self.scalars:
+            options.append(Literal[""])
+        if "double" in self.scalars:
+            options.append(float)
+        elif "long" in self.scalars:
+            options.append(Annotated[int, msgspec.Meta(ge=_LONG[0], le=_LONG[1])])
+        if "bool" in self.scalars:
+            options.append(bool)
+        if self.fields is not None:
+            names = sorted(self.fields)
+            options.append(msgspec.defstruct(
+                "Seen", [(f"f{i}", self.fields[n].covering_type(), None) for i, n in enumerate(names)],
+                rename={f"f{i}": n for i, n in enumerate(names)}, forbid_unknown_fields=True))
+        if self.elements is not None:
+            options.append(list[self.elements.covering_type()])
+        return Union[tuple(options)]
 
 
 def numbered_fields(lines: Iterator[tuple[int, bytes]], opts: ParseOptions, first_line: int = 1,

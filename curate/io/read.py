@@ -26,12 +26,12 @@ from curate.io import fs
 from curate.io.jsonl import (
     ID_SEPARATOR,
     ParseOptions,
+    ShapeSet,
     carried_json,
     fast_decoder,
     file_fields,
     generated_id,
     is_compressed,
-    shape,
     split_fields,
     split_ranges,
 )
@@ -234,32 +234,42 @@ def spill_name(index: int, suffix: str = "parquet") -> str:
 
 def id_hash(doc_id: str) -> int:
     """A stable 64-bit hash of a document id (the same in every process)."""
-    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    return int(id_hashes([doc_id])[0])
+
+
+def id_hashes(ids: list[str]):
+    """:func:`id_hash` of each id, as a numpy ``<u8`` array (one C loop over the ids)."""
+    import numpy as np
+
+    digest = hashlib.blake2b
+    return np.frombuffer(b"".join([digest(i.encode("utf-8", "surrogatepass"), digest_size=8).digest() for i in ids]),
+                         "<u8")
 
 
 class IdTally:
-    """The 64-bit hashes of a unit's document ids, taken as its parsed rows stream past.
+    """A unit's document ids, taken as its parsed rows stream past, saved as 64-bit hashes.
 
-    ``unsure`` is set by an input id of the form ``<split file>:<line>``: the reader generates such
-    ids for a split's id-less lines only on the driver, so the hashes cannot rule a clash out.
+    ``unsure``: an input id has the form ``<split file>:<line>``. The reader generates such ids for
+    a split's id-less lines only on the driver, so the hashes cannot rule a clash out.
     """
 
     def __init__(self, split_files: frozenset[str]):
-        self.split_files, self.hashes, self.unsure = split_files, [], False
+        self.split_files, self.ids = split_files, []
 
     def watch(self, rows):
+        keep = self.ids.append
         for row in rows:
-            doc_id = row[2]  # (line, kind, id, ...): see _row
-            if doc_id is not None:
-                self.hashes.append(id_hash(doc_id))
-                if not self.unsure and looks_generated(doc_id, self.split_files):
-                    self.unsure = True
+            if row[2] is not None:  # (line, kind, id, ...): see _row
+                keep(row[2])
             yield row
 
-    def save(self, path: str) -> None:
-        import numpy as np
+    @property
+    def unsure(self) -> bool:
+        files = self.split_files
+        return bool(files) and any(looks_generated(i, files) for i in self.ids if ID_SEPARATOR in i)
 
-        fs.write_bytes(path, np.array(self.hashes, dtype="<u8").tobytes())
+    def save(self, path: str) -> None:
+        fs.write_bytes(path, id_hashes(self.ids).tobytes())
 
 
 def looks_generated(doc_id: str, files: frozenset[str]) -> bool:
@@ -296,14 +306,15 @@ def _row(line_no: int, fields: tuple, rel: str, known: bool) -> tuple:
     return line_no, "file", None, None, None, fields[1], None, None
 
 
-def unit_rows(root: str, unit: tuple, opts: ParseOptions, fast, tally: dict, shapes: set | None):
+def unit_rows(root: str, unit: tuple, opts: ParseOptions, fast, tally: dict, shapes: ShapeSet | None):
     """The parsed rows ``(line, kind, id, …)`` of one unit ``(rel, start, end, newlines_before)``.
 
     ``end < 0`` reads the whole file. A split whose ``newlines_before`` is not known yet (``< 0``)
     numbers its lines as if it were 0 and leaves the ids it must generate null (:func:`_placed`
     moves them into place later). When done, ``tally["newlines"]`` holds the newlines of a split's
-    byte range, and ``shapes`` (unless None) the distinct shapes of the carried fields
-    (:func:`curate.io.jsonl.shape`) — cleared to signal more than ``MAX_SHAPES``.
+    byte range, and ``shapes`` (unless None) the distinct shapes of the carried fields that
+    Spark's inference needs (:class:`curate.io.jsonl.ShapeSet`); ``tally["too_many_shapes"]`` is
+    set when there are more than ``MAX_SHAPES``.
     """
     rel, start, end, before = unit
     uri = fs.join(root, rel)
@@ -312,7 +323,7 @@ def unit_rows(root: str, unit: tuple, opts: ParseOptions, fast, tally: dict, sha
     known = end < 0 or before >= 0
     for line_no, parsed in lines:
         if shapes is not None and parsed[0] == "doc" and parsed[3]:
-            shapes.add(shape(parsed[3]))
+            shapes.add(parsed[3])
             if len(shapes) > MAX_SHAPES:
                 tally["too_many_shapes"] = True
                 shapes = None
@@ -320,7 +331,8 @@ def unit_rows(root: str, unit: tuple, opts: ParseOptions, fast, tally: dict, sha
 
 
 def _spill_unit(path: str, rows, head: tuple, batch_rows: int = 2000, batch_bytes: int = 16 << 20) -> None:
-    """Write ``head + row`` for every row as one Parquet file (uncompressed: it is read once, soon)."""
+    """Write ``head + row`` for every row as one Parquet file (uncompressed, no statistics, no
+    dictionary for the text columns: it is read once, soon, and whole)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -329,7 +341,9 @@ def _spill_unit(path: str, rows, head: tuple, batch_rows: int = 2000, batch_byte
     def table(buffered):
         return pa.Table.from_arrays([pa.array(col, f.type) for f, col in zip(schema, zip(*buffered))], schema=schema)
 
-    with fs.open_file(path, "wb") as sink, pq.ParquetWriter(sink, schema, compression="none") as writer:
+    options = {"compression": "none", "write_statistics": False,
+               "use_dictionary": ["file", "kind", "reason", "repairs"]}
+    with fs.open_file(path, "wb") as sink, pq.ParquetWriter(sink, schema, **options) as writer:
         buffered, size = [], 0
         for row in rows:
             buffered.append(head + row)
@@ -359,13 +373,14 @@ def _parse_partitions(root: str, units: list[tuple], opts: ParseOptions, spill: 
         reports = []
         for batch in batches:
             for index in batch.column(0).to_pylist():
-                tally, shapes, ids = {}, set(), IdTally(split_files)
+                tally, shapes, ids = {}, ShapeSet(), IdTally(split_files)
                 rows = ids.watch(unit_rows(root, units[index], opts, fast, tally, shapes))
                 _spill_unit(fs.join(spill, spill_name(index)), rows, (index, units[index][0]))
                 ids.save(fs.join(spill, spill_name(index, "ids")))
                 many = tally.get("too_many_shapes", False)
-                reports.append((index, tally.get("newlines", 0), None if many else "\n".join(sorted(shapes)) or None,
-                                "too_many_shapes" if many else None, len(ids.hashes), ids.unsure))
+                found = None if many else "\n".join(sorted(shapes.shapes)) or None
+                reports.append((index, tally.get("newlines", 0), found, "too_many_shapes" if many else None,
+                                len(ids.ids), ids.unsure))
         if reports:
             cols = list(zip(*reports))
             types = [pa.int64(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.bool_()]

@@ -193,7 +193,7 @@ def test_id_hashes_rule_duplicates_out_or_defer_to_the_exact_check(tmp_path):
         rows = [(i, "doc", doc_id, "text") for i, doc_id in enumerate(ids)]
         assert list(tally.watch(rows)) == rows  # rows pass through unchanged
         tally.save(str(tmp_path / spill_name(unit, "ids")))
-        return SimpleNamespace(unit=unit, ids=len(tally.hashes), unsure=tally.unsure)
+        return SimpleNamespace(unit=unit, ids=len(tally.ids), unsure=tally.unsure)
 
     spill = str(tmp_path)
     assert id_hash("d1") == id_hash("d1") != id_hash("d2")
