@@ -145,11 +145,12 @@ def candidate_pairs(bands_df: DataFrame, max_bucket: int) -> DataFrame:
 
 def with_jaccard(pairs: DataFrame, left_sets: DataFrame, right_sets: DataFrame,
                  left: str = "a", right: str = "b") -> DataFrame:
-    """Add the exact Jaccard similarity of each pair's shingle sets."""
+    """Add the exact Jaccard similarity of each pair's shingle sets (arrays of distinct hashes, as
+    :func:`shingle_sets` makes them, so the union's size follows from the intersection's)."""
     ls = left_sets.select(F.col(ID).alias(left), F.col("shingles").alias("ls"))
     rs = right_sets.select(F.col(ID).alias(right), F.col("shingles").alias("rs"))
     inter = F.size(F.array_intersect("ls", "rs"))
-    union = F.size(F.array_union("ls", "rs"))
+    union = F.size("ls") + F.size("rs") - inter
     return (pairs.join(ls, left).join(rs, right)
             .select(left, right, (inter / union).alias("jaccard")))
 

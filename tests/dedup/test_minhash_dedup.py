@@ -265,3 +265,21 @@ def test_dedup_against_an_index_and_a_corpus_on_s3(spark, stage_ctx, docs, truth
     assert fs.listdir(f"{root}/02-minhash_dedup/_attempts") == [work.attempt]
     with pytest.raises(CurateError, match="does not exist"):
         dedup_against(new, stage_ctx(tmp_path / "missing"), reference=f"{root}/nothing-here")
+
+
+def test_with_jaccard_equals_the_jaccard_of_the_shingle_sets(spark, docs):
+    """The verification's Jaccard (union size from the intersection's) equals Python's set
+    Jaccard of the same shingle hashes, for near copies, unrelated pairs and an empty set."""
+    from curate.dedup.minhash_dedup import SketchParams, shingle_sets, with_jaccard
+
+    rows = [(d["id"], d["text"]) for d in sorted(docs, key=lambda d: d["id"])[:60]]  # sources beside their copies
+    sets = shingle_sets(spark.createDataFrame(rows, "id string, text string"), SketchParams()).collect()
+    by_id = {**{r["id"]: set(r["shingles"]) for r in sets}, "empty": set()}
+    ids = sorted(by_id)
+    pairs = [(a, b) for a in ids for b in ids if a < b]
+    sets_df = spark.createDataFrame([(i, sorted(s)) for i, s in by_id.items()], "id string, shingles array<bigint>")
+    found = {(r["a"], r["b"]): r["jaccard"] for r in with_jaccard(
+        spark.createDataFrame(pairs, "a string, b string"), sets_df, sets_df).collect()}
+    expected = {(a, b): len(by_id[a] & by_id[b]) / len(by_id[a] | by_id[b]) for a, b in pairs}
+    assert found == expected
+    assert sum(j >= 0.8 for j in expected.values()) >= 5 and min(expected.values()) == 0.0
