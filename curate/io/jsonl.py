@@ -395,7 +395,8 @@ class Kinds:
     def covering_type(self):
         """The msgspec type of the values whose kinds were seen here, nulls included; an object
         may lack any key seen but have no other. An integer beyond 64 bits is only accepted where
-        a float was seen (its own type depends on its digits)."""
+        a float was seen (its own type depends on its digits); an object is not accepted where a
+        key seen holds a character msgspec refuses in a field name."""
         import msgspec
 
         options: list = [None]
@@ -411,9 +412,12 @@ class Kinds:
             options.append(bool)
         if self.fields is not None:
             names = sorted(self.fields)
-            options.append(msgspec.defstruct(
-                "Seen", [(f"f{i}", self.fields[n].covering_type(), None) for i, n in enumerate(names)],
-                rename={f"f{i}": n for i, n in enumerate(names)}, forbid_unknown_fields=True))
+            try:
+                options.append(msgspec.defstruct(
+                    "Seen", [(f"f{i}", self.fields[n].covering_type(), None) for i, n in enumerate(names)],
+                    rename={f"f{i}": n for i, n in enumerate(names)}, forbid_unknown_fields=True))
+            except ValueError:  # a key msgspec cannot name a field ('"', '\\', control characters):
+                pass  # objects here then fail the check, and their lines have their shapes computed
         if self.elements is not None:
             options.append(list[self.elements.covering_type()])
         return Union[tuple(options)]

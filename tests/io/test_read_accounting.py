@@ -187,6 +187,7 @@ _KIND_SEQUENCES = [
     [1, None, {"z": 1}],
     ["s", [1]],
     [[{"a": 1}], [{"a": 1}, {"b": ""}], [{"b": 2}]],
+    [{'q"uote': 1, "back\\slash": "x", "\x01": None}, {'q"uote': 2.5}, {"": "e"}],  # keys no field name can hold
 ]
 
 
@@ -203,7 +204,8 @@ def test_shape_set_infers_the_schema_of_every_value(spark):
     templates = [{f"k{k}": _random_value(rng) for k in range(4)} for _ in range(40)]
     varied = [{k: _variant(rng, v) for k, v in rng.choice(templates).items()} for _ in range(3000)]
     sequences = [{f"s{i}": value} for i, values in enumerate(_KIND_SEQUENCES) for value in values]
-    for records in (sequences, varied):
+    odd_keys = [{'k"1': 1, "k2": {"\\": "x"}}, {'k"1': 2, "k2": {"\\": 0.5}}, {"k2": None}]
+    for records in (sequences, odd_keys, varied):
         shapes = ShapeSet()
         for record in records:
             shapes.add(record)
