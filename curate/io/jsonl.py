@@ -357,9 +357,11 @@ class ShapeSet:
                 return
             except self._invalid:
                 pass
-        self.shapes.add(shape(carried))
-        self._kinds.see(carried)
-        self._type = self._kinds.covering_type()
+        text = shape(carried)
+        if text not in self.shapes:  # a known shape the check refuses (a big integer) changes nothing
+            self.shapes.add(text)
+            self._kinds.see(carried)
+            self._type = self._kinds.covering_type()
 
     def __len__(self) -> int:
         return len(self.shapes)
