@@ -438,7 +438,7 @@ def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: Inp
     units = number_units(units, {r.unit: r.newlines for r in reports})
     parsed = read_files(spark, [fs.join(spill, spill_name(i)) for i in range(len(units))], "parquet",
                         from_arrow_schema(_parsed_schema()))
-    rows = _placed(spark, parsed, units)
+    rows = _placed(parsed, units)
     good = rows.filter(F.col("kind") == "doc")
     quarantine = rows.filter(F.col("kind") != "doc").select(*QUARANTINE_COLUMNS)
     docs = good.select(ID, TEXT, "extra", "repairs", F.col("file").alias("_file"), F.col("line").alias("_line"))
@@ -451,15 +451,16 @@ def _read_jsonl(spark, root: str, files: list[str], infos: list[dict], spec: Inp
     return docs, quarantine, [], ids_are_unique(reports, spill)
 
 
-def _placed(spark, rows, units: list[tuple]):
+def _placed(rows, units: list[tuple]):
     """``rows`` with every split's line numbers moved to their place in the file (its
-    ``newlines_before`` added) and the ids left to generate set to ``<file>:<line>``."""
+    ``newlines_before`` added) and the ids left to generate set to ``<file>:<line>``. The shifts
+    are one array literal indexed by unit (an expression: no join, no job to broadcast a table)."""
     from pyspark.sql import functions as F
 
-    shifts = [(i, before) for i, (_, _, end, before) in enumerate(units) if end >= 0 and before > 0]
-    if shifts:
-        table = F.broadcast(spark.createDataFrame(shifts, "unit long, _shift long"))
-        rows = rows.join(table, "unit", "left").withColumn("line", F.col("line") + F.coalesce("_shift", F.lit(0)))
+    shifts = [before if end >= 0 else 0 for _, _, end, before in units]
+    if any(shifts):
+        shift = F.expr(f"element_at(array({', '.join(map(str, shifts))}), CAST(unit AS INT) + 1)")
+        rows = rows.withColumn("line", F.col("line") + shift)
     generated = F.concat(F.col("file"), F.lit(ID_SEPARATOR), F.col("line").cast("string"))  # generated_id
     return rows.withColumn(ID, F.when((F.col("kind") == "doc") & F.col(ID).isNull(), generated).otherwise(F.col(ID)))
 
