@@ -348,7 +348,8 @@ class ShapeSet:
         self.shapes: set[str] = set()
         self._kinds = Kinds()
         self._type = None
-        self._convert, self._invalid = msgspec.convert, msgspec.ValidationError
+        self._convert = msgspec.convert
+        self._invalid = (msgspec.ValidationError, TypeError)  # TypeError: a union msgspec cannot check
 
     def add(self, carried: dict) -> None:
         if self._type is not None:
