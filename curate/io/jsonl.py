@@ -372,7 +372,7 @@ class Kinds:
     """The kinds of JSON value seen at one position (and, for objects and arrays, below it)."""
 
     def __init__(self):
-        self.scalars: set[str] = set()  # "str", "empty", "long", "double", "bool", "big"
+        self.scalars: set[str] = set()  # "str", "empty", "long", "double", "bool" (beyond 64 bits: none)
         self.fields: dict[str, Kinds] | None = None  # an object was seen: its keys' kinds
         self.elements: Kinds | None = None  # an array was seen: its elements' kinds
 
@@ -389,7 +389,8 @@ class Kinds:
         elif kind is str:
             self.scalars.add("str" if value else "empty")
         elif kind is int:
-            self.scalars.add("long" if _LONG[0] <= value <= _LONG[1] else "big")
+            if _LONG[0] <= value <= _LONG[1]:
+                self.scalars.add("long")
         elif kind is float:
             self.scalars.add("double")
         elif kind is bool:
