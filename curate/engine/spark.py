@@ -24,6 +24,7 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     "spark.sql.parquet.compression.codec": "zstd",
     "spark.python.worker.reuse": "true",
+    "spark.python.daemon.module": "curate.engine.worker_daemon",  # pyspark without its zip: see there
 }
 LOCAL_DRIVER_MEMORY = "4g"
 
