@@ -125,6 +125,7 @@ class Cluster:
     webui: str
     python: str
     logs: Path
+    numba_cache: Path
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def executor_conf(self) -> list[str]:
@@ -219,7 +220,8 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
                 **{k: os.environ[k] for k in ("JAVA_HOME", "JAVA_TOOL_OPTIONS") if k in os.environ}}
     port, webui_port = free_port(), free_port()
     master_url, webui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui_port}"
-    c = Cluster(master_url, webui, worker_python, logs)
+    numba_cache = worker_root / "numba"  # one cache for both workers: the kernels compile once
+    c = Cluster(master_url, webui, worker_python, logs, numba_cache)
     spark_class = str(spark_home / "bin" / "spark-class")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed test run still stops the cluster
     try:
@@ -228,7 +230,6 @@ def cluster(worker_python, private_tmp, s3, tmp_path_factory):
                 die_with_parent([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                  "--port", str(port), "--webui-port", str(webui_port)]),
                 env={**base_env, "HOME": str(logs)}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-        numba_cache = worker_root / "numba"  # one cache for both workers: the kernels compile once
         numba_cache.mkdir()
         os.chown(numba_cache, worker.pw_uid, worker.pw_gid)
         for i in range(WORKERS):
@@ -298,6 +299,27 @@ class CurateRun:
         self.proc.wait()
 
 
+def seed_numba_cache(cache_dir: Path, owner: pwd.struct_passwd) -> None:
+    """Copy the kernels numba compiled in this checkout (curate/**/__pycache__, written by the
+    local reference runs) into the executors' cache, at the place numba looks for them there.
+
+    The worker user cannot write the checkout's __pycache__, so numba gives it a cache of its
+    own (``NUMBA_CACHE_DIR``), where each executor would compile every kernel again. An entry is
+    keyed by its source file's mtime and size, so a copy is used only while the source is unchanged.
+    """
+    from numba.core.caching import UserProvidedCacheLocator
+
+    for cached in sorted((REPO / "curate").glob("**/__pycache__/*.nb[ic]")):
+        package = cached.parent.parent
+        target = cache_dir / UserProvidedCacheLocator.get_suitable_cache_subpath(str(package / "any.py"))
+        copy = target / cached.name
+        if not copy.exists():  # what the executors compiled themselves stays theirs
+            target.mkdir(exist_ok=True)
+            shutil.copyfile(cached, copy)
+            for path in (target, copy):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
 @pytest.fixture(scope="session")
 def curate_on_cluster(cluster, private_tmp):
     """Start ``curate <args> --master <cluster>`` as a subprocess with the executors' settings."""
@@ -305,6 +327,7 @@ def curate_on_cluster(cluster, private_tmp):
     started: list[CurateRun] = []
 
     def start(*args: str, master: str | None = None) -> CurateRun:
+        seed_numba_cache(cluster.numba_cache, pwd.getpwnam(WORKER_USER))
         log = private_tmp / f"curate-{next(counter)}.stderr"
         cmd = [sys.executable, "-m", "curate", *args, "--master", master or cluster.master_url,
                *cluster.executor_conf()]
